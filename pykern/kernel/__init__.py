@@ -1,0 +1,1 @@
+"""Models of the kernel's ``kernel/`` directory (printk, resources, dma, kexec)."""

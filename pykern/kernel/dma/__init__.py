@@ -1,0 +1,1 @@
+"""The DMA mapping layer's contiguous allocator (``kernel/dma/``)."""

@@ -1,0 +1,56 @@
+"""``kernel/dma/contiguous.c``: the global CMA area and the DMA wrappers (MM §12)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...mm.cma import Cma, cma_declare_contiguous_nid
+from ...mm.page import Page
+
+if TYPE_CHECKING:
+    from ...machine import Machine
+
+__all__ = ["CMA_SIZE_MBYTES", "CONFIG_CMA_ALIGNMENT", "dma_contiguous_reserve",
+           "dev_get_cma_area", "dma_alloc_from_contiguous", "dma_release_from_contiguous"]
+
+#: CONFIG_CMA_SIZE_MBYTES per arch defconfig (MM C1.15).
+CMA_SIZE_MBYTES = {"arm64": 32, "x86_64": 0}
+CONFIG_CMA_ALIGNMENT = 8
+
+
+def dma_contiguous_reserve(m: Machine, limit: int) -> None:
+    """MM D3: reserve the default area named ``reserved`` at boot."""
+    param = m.boot_params.cma
+    if param is not None:
+        size, base, fixed = param.size, param.base, param.fixed
+        sel_limit = min(param.limit, limit) if param.limit else limit
+    else:
+        size, base, fixed, sel_limit = CMA_SIZE_MBYTES[m.arch] << 20, 0, False, limit
+    if size and m.dma_contiguous_default_area is None:
+        cma = cma_declare_contiguous_nid(m, base, size, sel_limit, 0, 0, fixed, "reserved")
+        if isinstance(cma, Cma):
+            m.dma_contiguous_default_area = cma
+
+
+def dev_get_cma_area(m: Machine, dev: Any) -> Cma | None:
+    """MM D1: the device's own area, else the default one."""
+    area = getattr(dev, "cma_area", None) if dev is not None else None
+    return area if area is not None else m.dma_contiguous_default_area
+
+
+def dma_alloc_from_contiguous(m: Machine, dev: Any, count: int, align: int,
+                              no_warn: bool) -> Page | None:
+    """MM D4: align capped at CONFIG_CMA_ALIGNMENT, then cma_alloc."""
+    cma = dev_get_cma_area(m, dev)
+    if cma is None:
+        return None
+    return cma.alloc(count, min(align, CONFIG_CMA_ALIGNMENT), no_warn)
+
+
+def dma_release_from_contiguous(m: Machine, dev: Any, page: Page | int | None,
+                                count: int) -> bool:
+    """MM D5."""
+    cma = dev_get_cma_area(m, dev)
+    if cma is None or page is None:
+        return False
+    return cma.release(page, count)

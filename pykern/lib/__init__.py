@@ -1,0 +1,1 @@
+"""Small helpers shared by the whole tree (the kernel's ``lib/``)."""

@@ -1,0 +1,140 @@
+"""Page migration (``mm/migrate.c`` and the contiguous-allocation scanner of
+``mm/compaction.c``), MM §9.
+
+Only tasks' anonymous LRU pages move: a migration allocates a destination,
+copies the 4096 bytes, re-points the owner's page table and frees the source.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from . import gfp as G
+from .mmzone import ZONE_MOVABLE, pageblock_nr_pages
+from .page import PG_anon, PG_buddy, PG_head, PG_lru, PG_movable_ops, PG_unevictable, PG_valid
+
+if TYPE_CHECKING:
+    from ..machine import Machine
+
+__all__ = ["COMPACT_CLUSTER_MAX", "isolate_migratepages_range", "migrate_pages",
+           "putback_movable_pages", "isolate_lru_page"]
+
+COMPACT_CLUSTER_MAX = 32
+NR_MAX_MIGRATE_PAGES_RETRY = 10
+
+
+def isolate_lru_page(m: Machine, pfn: int) -> None:
+    """Take a page off its LRU and hold the isolation reference (MM M2.7)."""
+    mem = m.mm.mem_map
+    i = pfn - mem.base_pfn
+    mem.flags[i] &= ~PG_lru
+    mem.refcount[i] += 1
+
+
+def putback_movable_pages(m: Machine, pages: list[int]) -> None:
+    """Return isolated pages to their LRU and drop the isolation reference."""
+    mem = m.mm.mem_map
+    for pfn in pages:
+        i = pfn - mem.base_pfn
+        mem.flags[i] |= PG_lru
+        mem.refcount[i] -= 1
+    pages.clear()
+
+
+def isolate_migratepages_range(m: Machine, start: int, end: int,
+                               pages: list[int]) -> int:
+    """MM M2: add up to 32 movable in-use pages of [start, end) to ``pages``.
+
+    Each taken page goes to the head of the list.  Returns where the scan
+    stopped (``cc->migrate_pfn``).
+    """
+    mem = m.mm.mem_map
+    flags, refcount, mapcount, orders, base = (mem.flags, mem.refcount, mem.mapcount,
+                                               mem.order, mem.base_pfn)
+    zone = m.mm.page_zone(start)
+    pfn = start
+    while pfn < end:
+        block_end = min((pfn & ~(pageblock_nr_pages - 1)) + pageblock_nr_pages, end)
+        if not (zone.zone_spans_pfn(pfn) and zone.zone_spans_pfn(block_end - 1)):
+            pfn = block_end
+            continue
+        while pfn < block_end:
+            i = pfn - base
+            f = flags[i]
+            if not f & PG_valid:
+                pfn += 1
+                continue
+            if f & PG_buddy:
+                pfn += 1 << orders[i]
+                continue
+            if f & PG_head:
+                pfn += 1 << orders[i]
+                continue
+            if not f & PG_lru or f & PG_movable_ops:
+                pfn += 1
+                continue
+            if f & PG_anon and refcount[i] > mapcount[i]:
+                pfn += 1  # pinned or otherwise referenced (MM M2.4)
+                continue
+            isolate_lru_page(m, pfn)
+            pages.insert(0, pfn)
+            pfn += 1
+            if len(pages) >= COMPACT_CLUSTER_MAX:
+                return pfn
+        if len(pages) >= COMPACT_CLUSTER_MAX:
+            break
+    return max(pfn, start)
+
+
+def _move_mapping(m: Machine, src: int, dst: int) -> None:
+    """MM M5: contents, flags and the one mapping go from ``src`` to ``dst``."""
+    mm = m.mm
+    mem = mm.mem_map
+    si, di = src - mem.base_pfn, dst - mem.base_pfn
+    m.ram.copy(dst << 12, src << 12, 4096)
+    keep = mem.flags[si] & (PG_anon | PG_unevictable)
+    mem.flags[di] |= keep | PG_lru
+    mem.mapcount[di] = mem.mapcount[si]
+    mem.mapcount[si] = 0
+    mem.flags[si] &= ~(PG_anon | PG_unevictable | PG_lru)
+    task_id, vpn = m.rmap.get(src)
+    m.rmap.clear(src)
+    m.rmap.set(dst, task_id, vpn)
+    task = m.tasks.get(task_id)
+    if task is not None:
+        task.remap(vpn, dst)
+    mm.page_zone(src).nr_inactive_anon -= 1
+    mm.page_zone(dst).nr_inactive_anon += 1
+    # The source held its mapping and the isolation reference; both go now.
+    mem.refcount[si] = 1
+    mm.free_pages(src, 0)
+
+
+def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
+    """MM M3: move every page of ``pages`` to a new page from ``gfp``.
+
+    Returns the number not migrated (they stay on ``pages``), or -ENOMEM when
+    no destination could be had (the rest stay on ``pages``).  A page with an
+    extra reference fails; the kernel retries it up to ten times, but nothing
+    can drop that reference in between here, so one try decides.
+    """
+    mm = m.mm
+    mem = mm.mem_map
+    failed: list[int] = []
+    while pages:
+        src = pages[0]
+        i = src - mem.base_pfn
+        # Success needs exactly the mapping and the isolation reference (MM M5).
+        if mem.refcount[i] != mem.mapcount[i] + 1:
+            failed.append(pages.pop(0))
+            continue
+        zone_gfp = gfp | (G.__GFP_HIGHMEM if mm.page_zone(src).idx == ZONE_MOVABLE else 0)
+        dst = mm.alloc_pages(zone_gfp, 0)
+        if dst is None:
+            pages.extend(failed)
+            return -errno.ENOMEM
+        pages.pop(0)
+        _move_mapping(m, src, dst.pfn)
+    pages.extend(failed)
+    return len(failed)

@@ -1,0 +1,137 @@
+"""Constants and the ``struct zone`` model (``include/linux/mmzone.h``).
+
+Free lists are one insertion-ordered ``OrderedDict`` per (order, migratetype):
+``move_to_end(pfn, last=False)`` gives O(1) head insertion, ``popitem`` O(1)
+head removal and ``del`` O(1) unlinking, as the kernel's doubly linked lists do.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+__all__ = [
+    "PAGE_SHIFT", "PAGE_SIZE", "MAX_PAGE_ORDER", "NR_PAGE_ORDERS", "MAX_ORDER_NR_PAGES",
+    "pageblock_order", "pageblock_nr_pages", "PAGE_ALLOC_COSTLY_ORDER",
+    "MIGRATE_UNMOVABLE", "MIGRATE_MOVABLE", "MIGRATE_RECLAIMABLE", "MIGRATE_HIGHATOMIC",
+    "MIGRATE_PCPTYPES", "MIGRATE_CMA", "MIGRATE_ISOLATE", "MIGRATE_TYPES",
+    "migratetype_names", "ZONE_DMA", "ZONE_DMA32", "ZONE_NORMAL", "ZONE_MOVABLE",
+    "MAX_NR_ZONES", "zone_names", "WMARK_MIN", "WMARK_LOW", "WMARK_HIGH", "WMARK_PROMO",
+    "migratetype_is_mergeable", "is_migrate_movable", "fallbacks", "Zone",
+    "PFN_PHYS", "PHYS_PFN",
+]
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+MAX_PAGE_ORDER = 10
+NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
+MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
+pageblock_order = 9
+pageblock_nr_pages = 1 << pageblock_order
+PAGE_ALLOC_COSTLY_ORDER = 3
+
+MIGRATE_UNMOVABLE = 0
+MIGRATE_MOVABLE = 1
+MIGRATE_RECLAIMABLE = 2
+MIGRATE_PCPTYPES = 3
+MIGRATE_HIGHATOMIC = MIGRATE_PCPTYPES
+MIGRATE_CMA = 4
+MIGRATE_ISOLATE = 5
+MIGRATE_TYPES = 6
+migratetype_names = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = 0, 1, 2, 3
+MAX_NR_ZONES = 4
+zone_names = ("DMA", "DMA32", "Normal", "Movable")
+
+WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO = 0, 1, 2, 3
+
+#: MM C1.8: who may take pages from whom, in order of preference.
+fallbacks: tuple[tuple[int, ...], ...] = (
+    (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
+    (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
+    (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
+)
+
+
+def PFN_PHYS(pfn: int) -> int:
+    return pfn << PAGE_SHIFT
+
+
+def PHYS_PFN(phys: int) -> int:
+    return phys >> PAGE_SHIFT
+
+
+def migratetype_is_mergeable(mt: int) -> bool:
+    """MM C1.6: Unmovable, Movable and Reclaimable merge with each other."""
+    return mt < MIGRATE_PCPTYPES
+
+
+def is_migrate_movable(mt: int) -> bool:
+    """MM C1.7."""
+    return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
+
+
+class Zone:
+    """One ``struct zone``: span, page counts, free areas, counters, watermarks.
+
+    ``free_list[order][mt]`` holds the first pfns of free blocks, head first.
+    """
+
+    __slots__ = (
+        "idx", "name", "zone_start_pfn", "spanned_pages", "present_pages",
+        "managed_pages", "cma_pages", "free_list", "nr_free", "nr_free_pages",
+        "nr_free_cma", "nr_free_highatomic", "nr_free_pages_blocks", "_watermark",
+        "watermark_boost", "lowmem_reserve", "nr_reserved_highatomic",
+        "nr_isolate_pageblock", "numa_hit", "nr_inactive_anon", "kswapd_wake",
+    )
+
+    def __init__(self, idx: int, start_pfn: int, end_pfn: int) -> None:
+        self.idx = idx
+        self.name = zone_names[idx]
+        self.zone_start_pfn = start_pfn
+        self.spanned_pages = end_pfn - start_pfn
+        self.present_pages = 0
+        self.managed_pages = 0
+        self.cma_pages = 0
+        self.free_list: list[list[OrderedDict[int, None]]] = [
+            [OrderedDict() for _ in range(MIGRATE_TYPES)] for _ in range(NR_PAGE_ORDERS)]
+        self.nr_free = [0] * NR_PAGE_ORDERS
+        self.nr_free_pages = 0
+        self.nr_free_cma = 0
+        self.nr_free_highatomic = 0
+        self.nr_free_pages_blocks = 0
+        self._watermark = [0, 0, 0, 0]
+        self.watermark_boost = 0
+        self.lowmem_reserve = [0] * MAX_NR_ZONES
+        self.nr_reserved_highatomic = 0
+        self.nr_isolate_pageblock = 0
+        self.numa_hit = 0
+        self.nr_inactive_anon = 0
+        self.kswapd_wake = False
+
+    @property
+    def zone_end_pfn(self) -> int:
+        return self.zone_start_pfn + self.spanned_pages
+
+    def zone_spans_pfn(self, pfn: int) -> bool:
+        return self.zone_start_pfn <= pfn < self.zone_start_pfn + self.spanned_pages
+
+    def populated_zone(self) -> bool:
+        return self.present_pages > 0
+
+    def wmark_pages(self, which: int) -> int:
+        """The stored watermark plus the boost (``wmark_pages``)."""
+        return self._watermark[which] + self.watermark_boost
+
+    def min_wmark_pages(self) -> int:
+        return self.wmark_pages(WMARK_MIN)
+
+    def low_wmark_pages(self) -> int:
+        return self.wmark_pages(WMARK_LOW)
+
+    def high_wmark_pages(self) -> int:
+        return self.wmark_pages(WMARK_HIGH)
+
+    def __repr__(self) -> str:
+        return (f"<Zone {self.name} pfn {self.zone_start_pfn:#x}+{self.spanned_pages:#x}"
+                f" managed={self.managed_pages} free={self.nr_free_pages}>")

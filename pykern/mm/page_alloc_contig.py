@@ -1,0 +1,164 @@
+"""``alloc_contig_range`` and ``free_contig_range`` (``mm/page_alloc.c``), MM §10.
+
+Kept in a module of their own because they drive isolation and migration on
+top of the buddy allocator rather than being part of it.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from . import gfp as G
+from .migrate import isolate_migratepages_range, migrate_pages, putback_movable_pages
+from .page import PG_buddy, PG_head, PG_valid
+from .page_isolation import (
+    PB_ISOLATE_MODE_CMA_ALLOC, PB_ISOLATE_MODE_OTHER, find_large_buddy,
+    start_isolate_page_range, test_pages_isolated, undo_isolate_page_range,
+)
+
+if TYPE_CHECKING:
+    from ..machine import Machine
+
+__all__ = ["ACR_FLAGS_NONE", "ACR_FLAGS_CMA", "alloc_contig_range", "free_contig_range"]
+
+ACR_FLAGS_NONE = 0
+ACR_FLAGS_CMA = 1
+
+_ALLOWED = (G.__GFP_IO | G.__GFP_FS | G.__GFP_DIRECT_RECLAIM | G.__GFP_KSWAPD_RECLAIM
+            | G.__GFP_COMP | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN | G.__GFP_ZERO
+            | G.__GFP_ZEROTAGS)
+_PLACEMENT = G.GFP_ZONEMASK | G.__GFP_RECLAIMABLE | G.__GFP_HARDWALL | G.__GFP_THISNODE
+_MIGRATION = G.__GFP_IO | G.__GFP_FS | G.__GFP_RECLAIM | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN
+MAX_FOLIO_ORDER = 18  # PUD order with 4 KiB pages: the largest folio arm64/x86_64 make
+
+
+def alloc_contig_verify_gfp_mask(gfp: int) -> int | None:
+    """MM R1: the migration gfp, or None when ``gfp`` carries a forbidden bit."""
+    if gfp & ~(_ALLOWED | _PLACEMENT):
+        return None
+    return (gfp & _MIGRATION) | G.__GFP_MOVABLE | G.__GFP_RETRY_MAYFAIL
+
+
+def alloc_contig_migrate_range(m: Machine, start: int, end: int, gfp: int) -> int:
+    """MM R3 (``__alloc_contig_migrate_range``)."""
+    pages: list[int] = []
+    pfn, tries, ret = start, 0, 0
+    while pfn < end or pages:
+        if not pages:
+            pfn = isolate_migratepages_range(m, pfn, end, pages)
+            tries = 0
+            if not pages:
+                continue
+        else:
+            tries += 1
+            if tries == 5:
+                ret = -errno.EBUSY
+                break
+        ret = migrate_pages(m, pages, gfp)
+        if ret == -errno.ENOMEM:
+            break
+    if ret < 0:
+        putback_movable_pages(m, pages)
+        return ret
+    return 0
+
+
+def isolate_freepages_range(m: Machine, start: int, end: int) -> int:
+    """MM R6: take every free block of [start, end) off its list; 0 on a gap."""
+    mm = m.mm
+    mem = mm.mem_map
+    zone = mm.page_zone(start)
+    taken: list[tuple[int, int]] = []
+    pfn = start
+    while pfn < end:
+        i = pfn - mem.base_pfn
+        ok = (zone.zone_spans_pfn(pfn) and 0 <= i < len(mem.flags)
+              and mem.flags[i] & PG_valid and mem.flags[i] & PG_buddy)
+        if not ok:
+            for p, order in taken:
+                mm.free_pages_prepare(p, order)
+                mm.free_one_page(p, order)
+            return 0
+        order = mem.order[i]
+        mm.del_page_from_free_list(pfn, zone, order, mem.freelist_mt[i])
+        taken.append((pfn, order))
+        pfn += 1 << order
+    return pfn
+
+
+def _hand_out(m: Machine, start: int, end: int, gfp: int) -> None:
+    """MM R7: order-0 pages with one reference each, in pfn order."""
+    mem = m.mm.mem_map
+    i, j = start - mem.base_pfn, end - mem.base_pfn
+    mem.flags[i:j] = bytes([PG_valid]) * (j - i)
+    mem.order[i:j] = bytes(j - i)
+    mem.alloc_order[i:j] = bytes(j - i)
+    for k in range(i, j):
+        mem.refcount[k] = 1
+    if gfp & G.__GFP_ZERO:
+        m.ram.clear_pages(start, end - start)
+
+
+def alloc_contig_range(m: Machine, start: int, end: int, acr_flags: int, gfp: int) -> int:
+    """MM R2: make [start, end) allocated to the caller; 0 or -errno."""
+    mm = m.mm
+    order = (end - start).bit_length() - 1
+    if gfp & G.__GFP_COMP and order > MAX_FOLIO_ORDER:
+        return -errno.EINVAL
+    mig_gfp = alloc_contig_verify_gfp_mask(gfp)
+    if mig_gfp is None:
+        return -errno.EINVAL
+    mode = PB_ISOLATE_MODE_CMA_ALLOC if acr_flags & ACR_FLAGS_CMA else PB_ISOLATE_MODE_OTHER
+    ret = start_isolate_page_range(mm, start, end, mode)
+    if ret == 0:
+        ret = _alloc_isolated(m, start, end, mode, gfp, mig_gfp)
+    undo_isolate_page_range(mm, start, end)
+    return ret
+
+
+def _alloc_isolated(m: Machine, start: int, end: int, mode: int, gfp: int,
+                    mig_gfp: int) -> int:
+    mm = m.mm
+    ret = alloc_contig_migrate_range(m, start, end, mig_gfp)
+    if ret and ret != -errno.EBUSY:
+        return ret
+    outer_start = find_large_buddy(mm, start)
+    if test_pages_isolated(mm, outer_start, end, mode):
+        return -errno.EBUSY
+    outer_end = isolate_freepages_range(m, outer_start, end)
+    if not outer_end:
+        return -errno.EBUSY
+    if not gfp & G.__GFP_COMP:
+        _hand_out(m, outer_start, outer_end, gfp)
+        if start != outer_start:
+            free_contig_range(m, outer_start, start - outer_start)
+        if end != outer_end:
+            free_contig_range(m, end, outer_end - end)
+        return 0
+    n = end - start
+    if start == outer_start and end == outer_end and n & (n - 1) == 0:
+        _hand_out(m, start, end, gfp)
+        mem = mm.mem_map
+        mem.flags[start - mem.base_pfn] |= PG_head
+        mem.order[start - mem.base_pfn] = n.bit_length() - 1
+        return 0
+    # The kernel leaves the grabbed blocks off the lists here; pykern gives them
+    # back so that a caller's mistake does not leak memory in the model.
+    m.log.warn(f"WARNING: PFN range: requested [{start}, {end}), allocated "
+               f"[{outer_start}, {outer_end})")
+    _hand_out(m, outer_start, outer_end, 0)
+    free_contig_range(m, outer_start, outer_end - outer_start)
+    return -errno.EINVAL
+
+
+def free_contig_range(m: Machine, pfn: int, nr_pages: int) -> None:
+    """MM R10: one reference dropped from each page, ascending."""
+    mm = m.mm
+    mem = mm.mem_map
+    still = 0
+    for p in range(pfn, pfn + nr_pages):
+        still += mem.refcount[p - mem.base_pfn] != 1
+        mm.free_pages(p, 0)
+    if still:
+        m.log.warn(f"WARNING: {still} pages are still in use!")

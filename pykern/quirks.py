@@ -1,0 +1,51 @@
+"""Upstream oddities pykern reproduces by default, and the fixes that undo them.
+
+``QUIRKS`` maps each fix name to ``(rule id, one-line description)`` (api.md,
+"Quirks and fixes").  ``Machine(fixes=[names] | "all")`` switches fixes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["QUIRKS", "parse_fixes"]
+
+QUIRKS: dict[str, tuple[str, str]] = {
+    "cma-stale-tail": ("K12.4", "a CMA segment's tail past bufsz keeps old bytes; the x86 "
+                                "digest can fail (fix: zero the tail)"),
+    "cma-leak-on-failed-load": ("K2.9", "CMA blocks of a load that fails in K2.4-K2.7 stay "
+                                        "allocated (fix: release them)"),
+    "arm64-retry-cma-leak": ("K7.12", "blocks of segments dropped by the arm64 retry loop "
+                                      "leak (fix: release on drop)"),
+    "cma-inclusive-end-conflict": ("K7.8", "a segment starting right after the CMA block "
+                                           "counts as overlap (fix: mem+memsz-1)"),
+    "cma-align-cap": ("K7.5", "the CMA alignment is capped at 1 MiB (fix: full alignment)"),
+    "cma-ignores-limits": ("K7.10", "CMA placement ignores buf_min/buf_max (fix: an "
+                                    "out-of-range block falls back to the walk)"),
+    "arm64-text-offset-cma": ("K12.4", "arm64 data lands at the block start and text_offset "
+                                       "pages are never freed (fix: data at mem)"),
+    "cma-name-newline": ("MM CMA3", "a generated CMA area name ends in a newline (fix: no "
+                                    "newline)"),
+}
+
+#: Fixes that switch on others with them (api.md).
+_IMPLIES = {"arm64-retry-cma-leak": ("cma-ignores-limits",)}
+
+
+def parse_fixes(fixes: Any) -> frozenset[str]:
+    """Validate ``Machine(fixes=...)``: ``"all"`` or an iterable of quirk names."""
+    if fixes == "all":
+        return frozenset(QUIRKS)
+    if isinstance(fixes, str):
+        fixes = [fixes]
+    try:
+        names = list(fixes)
+    except TypeError:
+        raise ValueError(f"fixes: {fixes!r} is not 'all' or a list of names") from None
+    out: set[str] = set()
+    for name in names:
+        if name not in QUIRKS:
+            raise ValueError(f"fixes: unknown fix {name!r} (known: {', '.join(QUIRKS)})")
+        out.add(name)
+        out.update(_IMPLIES.get(name, ()))
+    return frozenset(out)
