@@ -9,6 +9,7 @@ CMA activation, watermarks and device probe.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,6 +30,10 @@ from .mm.page import PG_reserved, PG_valid, MemMap
 from .mm.page_alloc import PageAlloc
 from .mm.cma import Cma, cma_activate_area, cma_declare_contiguous_nid
 from .mm.rmap import Rmap
+from .kernel.kexec.core import KImage
+from .kernel.kexec.file import KexecArch, kexec_file_load
+from .arch.arm64.machine_kexec import Arm64Kexec
+from .arch.x86.machine_kexec_64 import X86Kexec
 from .mm.task import Task
 from .kernel.dma.contiguous import (
     dma_alloc_from_contiguous, dma_contiguous_reserve, dma_release_from_contiguous,
@@ -155,6 +160,17 @@ class Machine:
         self.halted = False
         self.copy_ns = 400
         self.devices: dict[str, Any] = {}
+        features = ("granule_4k", "granule_16k", "granule_64k", "mixed_endian")
+        if cpu_features is None:
+            self.arm64_cpu_features = frozenset(features)
+        else:
+            chosen = frozenset(cpu_features)
+            unknown = chosen - set(features)
+            if unknown:
+                raise ValueError(f"cpu_features: unknown {sorted(unknown)} (known: "
+                                 f"{', '.join(features)})")
+            self.arm64_cpu_features = chosen
+        self.kexec_arch: KexecArch = Arm64Kexec() if arch == "arm64" else X86Kexec()
         self._boot(first=True)
 
     # ---------------------------------------------------------------- boot
@@ -189,6 +205,11 @@ class Machine:
         mm.set_mobility_grouping()
         self.vm_stat_threshold = self._calculate_threshold()
         self._log_memory_line()
+        self.kexec_image: KImage | None = None
+        self.kexec_crash_image: KImage | None = None
+        self.kexec_file_dbg_print = False
+        self.kexec_rng = random.Random(f"pykern-kexec-{self.seed}-{self.generation}")
+        self._boot_dtb: bytes | None = None
 
     def _apply_mem_limit(self, limit: int | None) -> None:
         """MM Z0.1: arm64 keeps the first ``mem`` bytes, x86_64 what lies below it."""
@@ -395,13 +416,10 @@ class Machine:
         for param in self.boot_params.ignored_sysctls:
             self.log.printk(KERN_WARNING, f"pykern: {param} is not modelled; ignored")
 
-    def _calculate_threshold(self) -> int:
-        """MM T3.5: the vm stats threshold, once at boot."""
-        def fls(x: int) -> int:
-            return x.bit_length()
-        managed = max((z.managed_pages for z in self.zones), default=0)
-        mem = managed // 32768
-        return min(125, 2 * fls(self.cpus) * (1 + fls(mem)))
+    def _calculate_threshold(self) -> list[int]:
+        """MM T3.5: each zone's vm stats threshold, once at boot."""
+        return [min(125, 2 * self.cpus.bit_length()
+                    * (1 + (z.managed_pages >> 15).bit_length())) for z in self.zones]
 
     def _log_memory_line(self) -> None:
         present = sum(z.present_pages for z in self.zones)
@@ -411,6 +429,20 @@ class Machine:
         reserved = present - managed - cma
         self.log.info(f"Memory: {free * 4}K/{present * 4}K available ("
                       f"{reserved * 4}K reserved, {cma * 4}K cma-reserved)")
+
+    # ------------------------------------------------------------------ kexec
+    @property
+    def boot_dtb(self) -> bytes:
+        """The device tree this generation booted with (arch.md S5), built on demand."""
+        if self._boot_dtb is None:
+            from .arch.arm64.dtb import boot_dtb
+            self._boot_dtb = boot_dtb(self.banks, self.cmdline)
+        return self._boot_dtb
+
+    def kexec_file_load(self, kernel: bytes | None, initrd: bytes | None = None,
+                        cmdline: str = "", flags: int = 0) -> None:
+        """The ``kexec_file_load`` syscall (kexec.md K1, K20); OSError(errno) on failure."""
+        kexec_file_load(self, kernel, initrd, cmdline, flags)
 
     # ---------------------------------------------------------- tasks, DMA
     def new_task(self) -> Task:

@@ -22,7 +22,7 @@ __all__ = ["PhysMem"]
 class PhysMem:
     """RAM banks ``[(base, size), …]`` over one lazily zeroed buffer."""
 
-    __slots__ = ("banks", "buf", "_bases", "_runs", "_memops")
+    __slots__ = ("banks", "buf", "_bases", "_runs", "_memops", "_base0", "_end0")
 
     def __init__(self, banks: list[tuple[int, int]], memops: MemOps) -> None:
         self.banks = sorted(banks)
@@ -41,6 +41,7 @@ class PhysMem:
             off += size
         self._runs = runs
         self._bases = [r[0] for r in runs]
+        self._base0, self._end0 = runs[0][0], runs[0][1]
 
     @property
     def size(self) -> int:
@@ -48,6 +49,9 @@ class PhysMem:
 
     def offset(self, addr: int, n: int) -> int:
         """Buffer offset of ``[addr, addr + n)``; ValueError unless it is all RAM."""
+        if type(addr) is int and type(n) is int and n >= 0 and \
+                self._base0 <= addr and addr + n <= self._end0:
+            return addr - self._base0  # the first run: no search needed
         if isinstance(addr, bool) or not isinstance(addr, int) or not isinstance(n, int):
             raise ValueError(f"address {addr!r} / length {n!r} must be ints")
         if n < 0:

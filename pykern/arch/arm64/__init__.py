@@ -1,0 +1,1 @@
+"""arm64: the Image loader, its device tree and the machine hooks."""

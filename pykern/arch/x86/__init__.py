@@ -1,0 +1,1 @@
+"""x86_64: the bzImage64 loader, pykern's purgatory and the machine hooks."""

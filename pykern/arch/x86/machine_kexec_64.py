@@ -1,0 +1,82 @@
+"""x86_64 machine hooks for kexec (``arch/x86/kernel/machine_kexec_64.c``) and the
+digest step of ``kernel/kexec_file.c`` (K13.1)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+from typing import TYPE_CHECKING
+
+from ...kernel.kexec.core import KexecError, KImage, kimage_alloc_control_pages
+from ...kernel.kexec.uapi import KEXEC_TYPE_CRASH
+from .kexec_bzimage64 import bzImage64_load, bzImage64_probe
+from .purgatory import Purgatory
+
+if TYPE_CHECKING:
+    from ...machine import Machine
+
+__all__ = ["X86Kexec", "MAXMEM"]
+
+MAXMEM = 1 << 46  # 4-level paging
+
+
+def init_pgtable_pages(m: Machine) -> int:
+    """[model] Control pages of the identity map: a PGD and one PUD page per
+    512 GiB of mapped space, with 1 GiB mappings (gbpages)."""
+    end = m.memblock.memblock_end_of_DRAM()
+    return 1 + max(1, -(-end // (512 << 30)))
+
+
+class X86Kexec:
+    """The x86_64 side of kexec_file (bzImage64, System RAM walk, purgatory)."""
+
+    name = "x86_64"
+    destination_memory_limit = MAXMEM - 1
+    source_memory_limit = MAXMEM - 1
+    control_memory_limit = MAXMEM - 1
+    has_purgatory = True
+
+    def probe(self, m: Machine, kernel: bytes) -> int:
+        return bzImage64_probe(kernel)
+
+    def load(self, m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
+             cmdline: bytes) -> None:
+        bzImage64_load(m, image, kernel, initrd, cmdline)
+
+    def walk_ranges(self, m: Machine, image: KImage, top_down: bool) -> list[tuple[int, int]]:
+        """K6.2 x86_64: the crash resource, or each System RAM resource."""
+        if image.type == KEXEC_TYPE_CRASH:
+            if m.crashk_res is None:
+                return []
+            return [(m.crashk_res[0], m.crashk_res[1] - 1)]
+        ranges = [(b, e - 1) for b, e in m.memblock.memory]
+        return ranges[::-1] if top_down else ranges
+
+    def machine_kexec_prepare(self, m: Machine, image: KImage) -> None:
+        """K1.9: the identity-mapped page tables, in control pages."""
+        tables = []
+        for _ in range(init_pgtable_pages(m)):
+            page = kimage_alloc_control_pages(m, image, 0)
+            if page is None:
+                raise KexecError(errno.ENOMEM, "no control page for the identity map")
+            tables.append(page)
+        image.arch["pgtable"] = tables
+
+    def calculate_store_digests(self, m: Machine, image: KImage) -> None:
+        """K13.1: SHA-256 over every segment but the purgatory, tails as zeros."""
+        sha = hashlib.sha256()
+        regions = []
+        skip: int = image.arch["purgatory_idx"]
+        for i, seg in enumerate(image.segments):
+            if i == skip:
+                continue
+            sha.update(seg.buf[:seg.bufsz])
+            sha.update(bytes(seg.memsz - seg.bufsz))
+            regions.append((seg.mem, seg.memsz))
+        purgatory: Purgatory = image.arch["purgatory"]
+        purgatory.store_digest(regions, sha.digest())
+        image.segments[skip].buf = purgatory.blob()
+        image.arch["digest"] = sha.digest()
+
+    def post_load(self, m: Machine, image: KImage) -> None:
+        """Nothing on x86_64."""

@@ -1,0 +1,78 @@
+"""pykern's x86_64 purgatory object (arch.md X16, M4), kexec.md K13.
+
+Laid out to the sizes of the real 6.18 purgatory: ``bufsz`` 0x4000 (the loaded
+sections, a 4 KiB stack among them), ``memsz`` 0x5000, alignment 0x1000.  Its
+symbols sit at fixed offsets of the buffer; its behaviour (X41) is
+``purgatory_verify``: hash the regions as RAM holds them, compare, jump.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ...machine import Machine
+
+__all__ = ["Purgatory", "PURGATORY_BUFSZ", "PURGATORY_MEMSZ", "PURGATORY_ALIGN",
+           "purgatory_verify"]
+
+PURGATORY_BUFSZ = 0x4000
+PURGATORY_MEMSZ = 0x5000
+PURGATORY_ALIGN = 0x1000
+_MAGIC = b"pykern purgatory\0"
+_REGS = 0x100          # entry64_regs: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip
+_SHA_REGIONS = 0x200   # purgatory_sha_regions: 16 x (start u64, len u64)
+_SHA_DIGEST = 0x300    # purgatory_sha256_digest: 32 bytes
+_STACK_END = 0x4000    # end of the 4 KiB stack in the data section
+_REG_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10",
+              "r11", "r12", "r13", "r14", "r15", "rip")
+
+
+class Purgatory:
+    """The purgatory segment's buffer and its symbols."""
+
+    entry_offset = 0
+    stack_end_offset = _STACK_END
+
+    def __init__(self) -> None:
+        self._buf = bytearray(PURGATORY_BUFSZ)
+        self._buf[:len(_MAGIC)] = _MAGIC
+
+    def blob(self) -> bytes:
+        return bytes(self._buf)
+
+    def set_entry64_regs(self, **regs: int) -> None:
+        """``kexec_purgatory_get_set_symbol(image, "entry64_regs", …)``."""
+        values = [regs.get(name, 0) for name in _REG_NAMES]
+        struct.pack_into("<17Q", self._buf, _REGS, *values)
+
+    def entry64_regs(self) -> dict[str, int]:
+        return dict(zip(_REG_NAMES, struct.unpack_from("<17Q", self._buf, _REGS)))
+
+    def store_digest(self, regions: list[tuple[int, int]], digest: bytes) -> None:
+        """``purgatory_sha_regions`` and ``purgatory_sha256_digest`` (K13.1)."""
+        table = (regions + [(0, 0)] * 16)[:16]
+        for k, (start, length) in enumerate(table):
+            struct.pack_into("<QQ", self._buf, _SHA_REGIONS + 16 * k, start, length)
+        self._buf[_SHA_DIGEST:_SHA_DIGEST + 32] = digest
+
+
+def purgatory_verify(m: Machine, purgatory_mem: int) -> bool:
+    """ARCH X41 / K13.3: SHA-256 of the regions in RAM against the stored digest.
+
+    Reads the table and digest from the purgatory as it lies in RAM.
+    """
+    blob = m.ram.read(purgatory_mem, PURGATORY_BUFSZ)
+    if not blob.startswith(_MAGIC):
+        return False
+    sha = hashlib.sha256()
+    for k in range(16):
+        start, length = struct.unpack_from("<QQ", blob, _SHA_REGIONS + 16 * k)
+        if not length:
+            continue
+        if not m.ram.is_ram(start, length):
+            return False
+        sha.update(m.ram.read(start, length))
+    return sha.digest() == blob[_SHA_DIGEST:_SHA_DIGEST + 32]

@@ -1,0 +1,1 @@
+"""kexec: loading a new kernel over the running one (``kernel/kexec*.c``)."""

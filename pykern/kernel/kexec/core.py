@@ -1,0 +1,460 @@
+"""The kimage and its page list (``kernel/kexec_core.c``), kexec.md §8–§12, §14.
+
+Entry words (``kimage_entry_t``) are 64-bit little-endian words stored in real
+indirection pages in emulated RAM; ``KImage.head`` is the first word, kept in
+the kimage as the kernel keeps it.  Pages kexec takes from the buddy
+allocator carry ``PG_reserved`` while kexec owns them (K9.3).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ...mm import gfp as G
+from ...mm.page import PG_reserved, Page
+from .uapi import (
+    IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE, KEXEC_TYPE_CRASH,
+    KEXEC_TYPE_DEFAULT, KIMAGE_NO_DEST,
+)
+
+if TYPE_CHECKING:
+    from ...machine import Machine
+
+__all__ = ["KexecSegment", "KImage", "KexecError", "kimage_alloc_page",
+           "kimage_alloc_control_pages", "kimage_load_segment", "kimage_free",
+           "kimage_terminate", "sanity_check_segment_list", "kimage_is_destination_range"]
+
+PAGE_SIZE = 4096
+PAGE_MASK = ~(PAGE_SIZE - 1)
+_U64 = (1 << 64) - 1
+KEXEC_CONTROL_MEMORY_GFP = G.GFP_KERNEL | G.__GFP_NORETRY
+HEAD = -1  #: the location of ``image.head`` (not in RAM)
+_WORDS_PER_PAGE = PAGE_SIZE // 8
+_WORD = struct.Struct("<Q")
+_TWO_WORDS = struct.Struct("<QQ")
+
+
+class KexecError(OSError):
+    """A kernel-side failure: ``errno`` is the value the syscall returns."""
+
+    def __init__(self, err: int, why: str) -> None:
+        super().__init__(err, why)
+
+
+@dataclass
+class KexecSegment:
+    """``struct kexec_segment`` plus the CMA marker of K20.3."""
+
+    buf: bytes
+    bufsz: int
+    mem: int
+    memsz: int
+    cma: bool = False
+
+    def __repr__(self) -> str:
+        return (f"<KexecSegment mem={self.mem:#x} memsz={self.memsz:#x} bufsz={self.bufsz:#x}"
+                f"{' cma' if self.cma else ''}>")
+
+
+@dataclass
+class KImage:
+    """``struct kimage`` (K2.1)."""
+
+    type: int = KEXEC_TYPE_DEFAULT
+    head: int = 0
+    start: int = 0
+    control_page: int = _U64
+    file_mode: bool = True
+    no_cma: bool = False
+    segments: list[KexecSegment] = field(default_factory=list)
+    segment_cma: list[Page | None] = field(default_factory=list)
+    #: Pages cma_alloc handed out for each segment's block (what the K2.9 fix releases).
+    cma_nr_pages: list[int] = field(default_factory=list)
+    #: (phys, order) of every control block, list head first.
+    control_pages_list: list[tuple[int, int]] = field(default_factory=list)
+    dest_pages_list: list[int] = field(default_factory=list)
+    unusable_pages_list: list[int] = field(default_factory=list)
+    entry: int = HEAD
+    last_entry: int = HEAD
+    control_code_page: int | None = None
+    swap_page: int | None = None
+    arch: dict[str, Any] = field(default_factory=dict)
+    #: Bytes each segment must hold once the image runs (K16.11), fixed at load end.
+    reference: list[bytes] = field(default_factory=list)
+    _m: Machine | None = None
+    _dest_index: dict[int, int] = field(default_factory=dict)
+    _dest_set: set[int] = field(default_factory=set)
+
+    # -- api.md views --------------------------------------------------------
+    @property
+    def nr_segments(self) -> int:
+        return len(self.segments)
+
+    @property
+    def type_name(self) -> str:
+        return "crash" if self.type == KEXEC_TYPE_CRASH else "default"
+
+    @property
+    def control_pages(self) -> list[tuple[int, int]]:
+        return list(self.control_pages_list)
+
+    @property
+    def dest_pages(self) -> list[int]:
+        return list(self.dest_pages_list)
+
+    @property
+    def unusable_pages(self) -> list[int]:
+        return list(self.unusable_pages_list)
+
+    def entries(self) -> list[tuple[str, int]]:
+        """The entry words in walk order from ``head`` (K10.9)."""
+        assert self._m is not None
+        out: list[tuple[str, int]] = []
+        for _, word in for_each_kimage_entry(self._m, self):
+            out.append((_kind(word), word & PAGE_MASK & _U64))
+        out.append(("DONE", 0))
+        return out
+
+
+def _kind(word: int) -> str:
+    if word & IND_DESTINATION:
+        return "DESTINATION"
+    if word & IND_INDIRECTION:
+        return "INDIRECTION"
+    if word & IND_SOURCE:
+        return "SOURCE"
+    if word & IND_DONE:
+        return "DONE"
+    return "NONE"
+
+
+# ---------------------------------------------------------------- words in RAM
+def _read_word(m: Machine, image: KImage, loc: int) -> int:
+    if loc == HEAD:
+        return image.head
+    value: int = struct.unpack_from("<Q", m.ram.buf, m.ram.offset(loc, 8))[0]
+    return value
+
+
+def _write_word(m: Machine, image: KImage, loc: int, value: int) -> None:
+    if loc == HEAD:
+        image.head = value
+    else:
+        struct.pack_into("<Q", m.ram.buf, m.ram.offset(loc, 8), value & _U64)
+
+
+def for_each_kimage_entry(m: Machine, image: KImage) -> list[tuple[int, int]]:
+    """K10.7: ``(location, word)`` of each word before DONE or a zero word."""
+    out: list[tuple[int, int]] = []
+    loc = HEAD
+    while True:
+        word = _read_word(m, image, loc)
+        if not word or word & IND_DONE:
+            return out
+        out.append((loc, word))
+        if word & IND_INDIRECTION:
+            loc = word & PAGE_MASK
+        elif loc == HEAD:
+            return out  # head holds only a link (or DONE)
+        else:
+            loc += 8
+
+
+# ----------------------------------------------------------------- page helpers
+def kimage_is_destination_range(image: KImage, start: int, end: int) -> bool:
+    """K6.5: some recorded segment overlaps the inclusive range [start, end]."""
+    for seg in image.segments:
+        if end >= seg.mem and start <= seg.mem + seg.memsz - 1:
+            return True
+    return False
+
+
+def kimage_alloc_pages(m: Machine, gfp: int, order: int) -> int | None:
+    """Allocate a block and mark it kexec's (K9.3); its phys or None."""
+    page = m.mm.alloc_pages((gfp & ~G.__GFP_ZERO) | G.__GFP_NOWARN, order)
+    if page is None:
+        return None
+    mem = m.mm.mem_map
+    i = page.pfn - mem.base_pfn
+    if order == 0:
+        mem.flags[i] |= PG_reserved
+    else:
+        for j in range(i, i + (1 << order)):
+            mem.flags[j] |= PG_reserved
+    if gfp & G.__GFP_ZERO:
+        m.ram.clear_pages(page.pfn, 1 << order)
+    return page.phys
+
+
+def kimage_free_pages(m: Machine, phys: int, order: int) -> None:
+    """K14.2: clear the reserved marker and give the block back."""
+    pfn = phys >> 12
+    mem = m.mm.mem_map
+    i = pfn - mem.base_pfn
+    for j in range(i, i + (1 << order)):
+        mem.flags[j] &= ~PG_reserved
+    m.mm.free_pages(pfn, order)
+
+
+def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> int | None:
+    """K9.2."""
+    size = PAGE_SIZE << order
+    extra: list[int] = []
+    got = None
+    limit = m.kexec_arch.control_memory_limit
+    while True:
+        addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order)
+        if addr is None:
+            break
+        if (addr + size - 1 >= limit
+                or kimage_is_destination_range(image, addr, addr + size - 1)):
+            extra.insert(0, addr)
+            continue
+        got = addr
+        image.control_pages_list.insert(0, (addr, order))
+        break
+    for addr in extra:
+        kimage_free_pages(m, addr, order)
+    return got
+
+
+def kimage_alloc_crash_control_pages(m: Machine, image: KImage, order: int) -> int | None:
+    """K9.4: bump allocation inside the crash region."""
+    if m.crashk_res is None:
+        return None
+    crash_end = m.crashk_res[1] - 1
+    size = PAGE_SIZE << order
+    hole = (image.control_page + size - 1) & ~(size - 1) & _U64
+    while hole + size - 1 <= crash_end:
+        hole_end = hole + size - 1
+        if hole_end > m.kexec_arch.control_memory_limit:
+            return None
+        for seg in image.segments:
+            mstart, mend = seg.mem, seg.mem + seg.memsz - 1
+            if hole_end >= mstart and hole <= mend:
+                hole = (mend + size) & ~(size - 1)
+                break
+        else:
+            image.control_page = hole + size
+            return hole
+    return None
+
+
+def kimage_alloc_control_pages(m: Machine, image: KImage, order: int) -> int | None:
+    """K9.1."""
+    if image.type == KEXEC_TYPE_CRASH:
+        return kimage_alloc_crash_control_pages(m, image, order)
+    return kimage_alloc_normal_control_pages(m, image, order)
+
+
+def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int) -> int | None:
+    """K11: a source or indirection page that is safe to copy from."""
+    if destination in image._dest_set:
+        image._dest_set.discard(destination)
+        image.dest_pages_list.remove(destination)
+        return destination
+    source_limit = m.kexec_arch.source_memory_limit
+    while True:
+        addr = kimage_alloc_pages(m, gfp, 0)
+        if addr is None:
+            return None
+        if addr >> 12 > source_limit >> 12:
+            image.unusable_pages_list.insert(0, addr)
+            continue
+        if addr == destination:
+            return addr
+        if not kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1):
+            return addr
+        loc = image._dest_index.get(addr)
+        if loc is not None:
+            word = _read_word(m, image, loc)
+            old = word & PAGE_MASK
+            m.ram.copy(addr, old, PAGE_SIZE)
+            _write_word(m, image, loc, addr | (word & ~PAGE_MASK & 0xFFF))
+            return old
+        image.dest_pages_list.insert(0, addr)
+        image._dest_set.add(addr)
+
+
+# -------------------------------------------------------------------- entries
+def kimage_add_entry(m: Machine, image: KImage, word: int) -> None:
+    """K10.2."""
+    entry = image.entry
+    if entry != HEAD:
+        # Fast path: the word and its zero terminator both fit in this page.
+        buf = m.ram.buf
+        off = m.ram.offset(entry, 8)
+        if _WORD.unpack_from(buf, off)[0] != 0:
+            entry += 8
+            off += 8
+        if entry != image.last_entry:
+            _TWO_WORDS.pack_into(buf, off, word & _U64, 0)
+            image.entry = entry + 8
+            return
+        image.entry = entry
+    if _read_word(m, image, image.entry) != 0:
+        image.entry = _next_loc(image.entry)
+    if image.entry == image.last_entry:
+        page = kimage_alloc_page(m, image, G.GFP_KERNEL, KIMAGE_NO_DEST)
+        if page is None:
+            raise KexecError(errno.ENOMEM, "no memory for an indirection page")
+        _write_word(m, image, image.entry, page | IND_INDIRECTION)
+        image.entry = page
+        image.last_entry = page + (_WORDS_PER_PAGE - 1) * 8
+    _write_word(m, image, image.entry, word)
+    image.entry = _next_loc(image.entry)
+    _write_word(m, image, image.entry, 0)
+
+
+def _next_loc(loc: int) -> int:
+    if loc == HEAD:
+        return HEAD  # head has no successor; only reached when head == last_entry
+    return loc + 8
+
+
+def kimage_terminate(m: Machine, image: KImage) -> None:
+    """K10.6."""
+    if _read_word(m, image, image.entry) != 0:
+        image.entry = _next_loc(image.entry)
+    _write_word(m, image, image.entry, IND_DONE)
+
+
+# ---------------------------------------------------------------- loading data
+def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
+    """K12.2: one DESTINATION word, then a SOURCE page per destination page."""
+    seg = image.segments[idx]
+    buf = memoryview(seg.buf)
+    kimage_add_entry(m, image, (seg.mem & PAGE_MASK) | IND_DESTINATION)
+    ram = m.ram
+    rbuf = ram.buf
+    zero = bytes(PAGE_SIZE)
+    ubytes, maddr, mbytes, off = seg.bufsz, seg.mem, seg.memsz, 0
+    while mbytes:
+        page = kimage_alloc_page(m, image, G.GFP_HIGHUSER, maddr)
+        if page is None:
+            raise KexecError(errno.ENOMEM, f"no source page for {maddr:#x}")
+        kimage_add_entry(m, image, page | IND_SOURCE)
+        image._dest_index[maddr] = image.entry - 8
+        mchunk = min(mbytes, PAGE_SIZE)
+        uchunk = min(ubytes, mchunk)
+        dst = ram.offset(page, PAGE_SIZE)
+        if uchunk == PAGE_SIZE:
+            rbuf[dst:dst + PAGE_SIZE] = buf[off:off + PAGE_SIZE]
+        else:
+            rbuf[dst:dst + PAGE_SIZE] = bytes(buf[off:off + uchunk]) + zero[uchunk:]
+        ubytes -= uchunk
+        off += uchunk
+        maddr += mchunk
+        mbytes -= mchunk
+
+
+def kimage_load_cma_segment(m: Machine, image: KImage, idx: int) -> None:
+    """K12.4: write the buffer straight into the CMA block; no entries."""
+    seg = image.segments[idx]
+    block = image.segment_cma[idx]
+    assert block is not None
+    at = seg.mem if "arm64-text-offset-cma" in m.fixes else block.phys
+    m.ram.write(at, seg.buf[:seg.bufsz])
+    if "cma-stale-tail" in m.fixes and seg.memsz > seg.bufsz:
+        m.ram.clear(at + seg.bufsz, seg.memsz - seg.bufsz)
+
+
+def kimage_load_crash_segment(m: Machine, image: KImage, idx: int) -> None:
+    """K12.5: the crash region is written at load time, tail zeroed."""
+    seg = image.segments[idx]
+    m.ram.write(seg.mem, seg.buf[:seg.bufsz])
+    if seg.memsz > seg.bufsz:
+        m.ram.clear(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)
+
+
+def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:
+    """K12.1."""
+    if image.type == KEXEC_TYPE_CRASH:
+        kimage_load_crash_segment(m, image, idx)
+    elif image.segment_cma[idx] is not None:
+        kimage_load_cma_segment(m, image, idx)
+    else:
+        kimage_load_normal_segment(m, image, idx)
+
+
+# -------------------------------------------------------------------- checks
+def sanity_check_segment_list(m: Machine, image: KImage) -> None:
+    """K8: each check over all segments before the next."""
+    limit = m.kexec_arch.destination_memory_limit
+    for seg in image.segments:
+        mstart, mend = seg.mem, (seg.mem + seg.memsz) & _U64
+        if mstart > mend:
+            raise KexecError(errno.EADDRNOTAVAIL, f"segment at {mstart:#x} wraps")
+        if mstart & ~PAGE_MASK or mend & ~PAGE_MASK:
+            raise KexecError(errno.EADDRNOTAVAIL, f"segment at {mstart:#x} not page aligned")
+        if mend >= limit:
+            raise KexecError(errno.EADDRNOTAVAIL, f"segment at {mstart:#x} beyond the limit")
+    for i, a in enumerate(image.segments):
+        for b in image.segments[:i]:
+            if a.mem + a.memsz > b.mem and a.mem < b.mem + b.memsz:
+                raise KexecError(errno.EINVAL, f"segments at {a.mem:#x} and {b.mem:#x} "
+                                               "overlap")
+    for seg in image.segments:
+        if seg.bufsz > seg.memsz:
+            raise KexecError(errno.EINVAL, f"segment at {seg.mem:#x}: bufsz > memsz")
+    nr_pages = sum(z.managed_pages for z in m.mm.zones)
+    total = 0
+    for seg in image.segments:
+        pages = -(-seg.memsz // PAGE_SIZE)
+        if pages > nr_pages // 2:
+            raise KexecError(errno.EINVAL, f"segment at {seg.mem:#x} is over half of RAM")
+        total += pages
+    if total > nr_pages // 2:
+        raise KexecError(errno.EINVAL, "segments are over half of RAM")
+    if image.type == KEXEC_TYPE_CRASH:
+        crash = m.crashk_res
+        for seg in image.segments:
+            if crash is None or seg.mem < crash[0] or seg.mem + seg.memsz - 1 > crash[1] - 1:
+                raise KexecError(errno.EADDRNOTAVAIL, f"crash segment at {seg.mem:#x} "
+                                                      "outside the crash region")
+
+
+# -------------------------------------------------------------------- freeing
+def kimage_free_cma(m: Machine, image: KImage) -> None:
+    """K14.1 step 6."""
+    for i, seg in enumerate(image.segments):
+        block = image.segment_cma[i]
+        if block is None:
+            continue
+        count = seg.memsz >> 12
+        if "arm64-text-offset-cma" in m.fixes:
+            count = image.cma_nr_pages[i]
+        m.dma_release_from_contiguous(None, block, count)
+        image.segment_cma[i] = None
+        seg.cma = False
+
+
+def kimage_free(m: Machine, image: KImage | None) -> None:
+    """K14.1: give back every page the image holds."""
+    if image is None:
+        return
+    for addr in image.dest_pages_list:
+        kimage_free_pages(m, addr, 0)
+    image.dest_pages_list.clear()
+    image._dest_set.clear()
+    for addr in image.unusable_pages_list:
+        kimage_free_pages(m, addr, 0)
+    image.unusable_pages_list.clear()
+    ind = 0
+    for _, word in for_each_kimage_entry(m, image):
+        if word & IND_INDIRECTION:
+            if ind & IND_INDIRECTION:
+                kimage_free_pages(m, ind & PAGE_MASK, 0)
+            ind = word
+        elif word & IND_SOURCE:
+            kimage_free_pages(m, word & PAGE_MASK, 0)
+    if ind & IND_INDIRECTION:
+        kimage_free_pages(m, ind & PAGE_MASK, 0)
+    for addr, order in image.control_pages_list:
+        kimage_free_pages(m, addr, order)
+    image.control_pages_list.clear()
+    kimage_free_cma(m, image)
+    image._dest_index.clear()

@@ -1,0 +1,358 @@
+"""``kexec_file_load`` and segment placement (``kernel/kexec_file.c``), kexec.md §1–§7.
+
+The syscall raises ``OSError`` with the kernel's errno (K20.4).  Placement
+tries the 6.17 CMA path (``kexec_alloc_contig``, K7) before walking memory.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ...mm.page import Page
+from .core import (
+    KexecError, KexecSegment, KImage, kimage_alloc_control_pages, kimage_free,
+    kimage_is_destination_range, kimage_load_segment, kimage_terminate,
+    sanity_check_segment_list,
+)
+from .uapi import (
+    KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS, KEXEC_FILE_NO_CMA, KEXEC_FILE_NO_INITRAMFS,
+    KEXEC_FILE_ON_CRASH, KEXEC_FILE_SIZE_MAX, KEXEC_FILE_UNLOAD, KEXEC_SEGMENT_MAX,
+    KEXEC_TYPE_CRASH, KEXEC_TYPE_DEFAULT,
+)
+
+if TYPE_CHECKING:
+    from ...machine import Machine
+
+__all__ = ["KexecBuf", "KexecArch", "kexec_file_load", "kexec_add_buffer",
+           "kexec_locate_mem_hole", "kexec_alloc_contig", "kexec_dprintk"]
+
+PAGE_SIZE = 4096
+_U64 = (1 << 64) - 1
+CMA_ALIGNMENT = 8
+
+
+@dataclass
+class KexecBuf:
+    """``struct kexec_buf`` (K4.1)."""
+
+    image: KImage
+    buffer: bytes
+    bufsz: int
+    memsz: int
+    buf_align: int = 0
+    buf_min: int = 0
+    buf_max: int = _U64
+    top_down: bool = False
+    mem: int = 0
+    cma: Page | None = None
+
+
+class KexecArch(Protocol):
+    """What generic kexec needs from an architecture."""
+
+    name: str
+    destination_memory_limit: int
+    source_memory_limit: int
+    control_memory_limit: int
+    has_purgatory: bool
+
+    def probe(self, m: Machine, kernel: bytes) -> int: ...
+    def load(self, m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
+             cmdline: bytes) -> None: ...
+    def walk_ranges(self, m: Machine, image: KImage, top_down: bool) -> list[tuple[int, int]]:
+        ...
+    def machine_kexec_prepare(self, m: Machine, image: KImage) -> None: ...
+    def calculate_store_digests(self, m: Machine, image: KImage) -> None: ...
+    def post_load(self, m: Machine, image: KImage) -> None: ...
+
+
+def kexec_dprintk(m: Machine, text: str) -> None:
+    """``kexec_dprintk``: pr_info while KEXEC_FILE_DEBUG is on, else pr_debug."""
+    m.log.printk(6 if m.kexec_file_dbg_print else 7, text)
+
+
+# ------------------------------------------------------------------ placement
+def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
+    """K7: take the segment's final memory from the default CMA area; 0 or -errno."""
+    nr_pages = kbuf.memsz >> 12
+    image = kbuf.image
+    if image.no_cma:
+        return -errno.EPERM
+    if image.type == KEXEC_TYPE_CRASH:
+        return -errno.EPERM
+    align = max(0, (kbuf.buf_align - 1).bit_length() - 12)
+    if "cma-align-cap" in m.fixes:
+        cma = m.dma_contiguous_default_area
+        page = cma.alloc(nr_pages, align, True) if cma is not None else None
+    else:
+        page = m.dma_alloc_from_contiguous(None, nr_pages, align, True)
+    if page is None:
+        return -errno.ENOMEM
+    kexec_dprintk(m, f"kexec_file: allocated {nr_pages} DMA pages at {page.pfn:#x}")
+    mem = page.phys
+    end = mem + kbuf.memsz - (1 if "cma-inclusive-end-conflict" in m.fixes else 0)
+    if kimage_is_destination_range(image, mem, end):
+        kexec_dprintk(m, f"kexec_file: CMA overlaps existing mem: {mem:#x}+{kbuf.memsz:#x}")
+        m.dma_release_from_contiguous(None, page, nr_pages)
+        return -errno.EBUSY
+    if "cma-ignores-limits" in m.fixes and (mem < kbuf.buf_min
+                                            or mem + kbuf.memsz - 1 > kbuf.buf_max):
+        m.dma_release_from_contiguous(None, page, nr_pages)
+        return -errno.ERANGE
+    kbuf.mem = mem
+    kbuf.cma = page
+    return 0
+
+
+def locate_mem_hole_top_down(kbuf: KexecBuf, start: int, end: int) -> int:
+    """K6.6 inside [start, end] (inclusive end); 1 when placed."""
+    temp_end = min(end, kbuf.buf_max)
+    temp_start = temp_end - kbuf.memsz + 1
+    while True:
+        temp_start &= ~(kbuf.buf_align - 1)
+        if temp_start < start or temp_start < kbuf.buf_min:
+            return 0
+        temp_end = temp_start + kbuf.memsz - 1
+        if kimage_is_destination_range(kbuf.image, temp_start, temp_end):
+            temp_start -= PAGE_SIZE
+            continue
+        kbuf.mem = temp_start
+        return 1
+
+
+def locate_mem_hole_bottom_up(kbuf: KexecBuf, start: int, end: int) -> int:
+    """K6.7 inside [start, end]."""
+    temp_start = max(start, kbuf.buf_min)
+    while True:
+        temp_start = (temp_start + kbuf.buf_align - 1) & ~(kbuf.buf_align - 1)
+        temp_end = temp_start + kbuf.memsz - 1
+        if temp_end > end or temp_end > kbuf.buf_max:
+            return 0
+        if kimage_is_destination_range(kbuf.image, temp_start, temp_end):
+            temp_start += PAGE_SIZE
+            continue
+        kbuf.mem = temp_start
+        return 1
+
+
+def locate_mem_hole_callback(kbuf: KexecBuf, start: int, end: int) -> int:
+    """K6.4."""
+    if end - start + 1 < kbuf.memsz:
+        return 0
+    if end < kbuf.buf_min or start > kbuf.buf_max:
+        return 0
+    if kbuf.top_down:
+        return locate_mem_hole_top_down(kbuf, start, end)
+    return locate_mem_hole_bottom_up(kbuf, start, end)
+
+
+def kexec_locate_mem_hole(m: Machine, kbuf: KexecBuf) -> int:
+    """K6.1: preset address, then CMA, then the memory walk; 0 or -errno."""
+    if kbuf.mem:
+        return 0
+    if kexec_alloc_contig(m, kbuf) == 0:
+        return 0
+    for start, end in m.kexec_arch.walk_ranges(m, kbuf.image, kbuf.top_down):
+        if locate_mem_hole_callback(kbuf, start, end) == 1:
+            return 0
+    return -errno.EADDRNOTAVAIL
+
+
+def kexec_add_buffer(m: Machine, kbuf: KexecBuf) -> None:
+    """K5: place one segment request and record it; raises KexecError."""
+    image = kbuf.image
+    if not image.file_mode:
+        raise KexecError(errno.EINVAL, "kexec_add_buffer outside file mode")
+    if image.nr_segments >= KEXEC_SEGMENT_MAX:
+        raise KexecError(errno.EINVAL, "too many segments")
+    if image.control_pages_list:
+        m.log.warn("WARNING: kexec_add_buffer after control pages were allocated")
+        raise KexecError(errno.EINVAL, "segment added after control pages")
+    kbuf.memsz = (kbuf.memsz + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    kbuf.buf_align = max(kbuf.buf_align, PAGE_SIZE)
+    kbuf.cma = None
+    ret = kexec_locate_mem_hole(m, kbuf)
+    if ret:
+        raise KexecError(-ret, f"no hole for a segment of {kbuf.memsz:#x} bytes")
+    image.segments.append(KexecSegment(kbuf.buffer, kbuf.bufsz, kbuf.mem, kbuf.memsz,
+                                       kbuf.cma is not None))
+    image.segment_cma.append(kbuf.cma)
+    image.cma_nr_pages.append(kbuf.memsz >> 12 if kbuf.cma is not None else 0)
+
+
+def kexec_drop_segment(m: Machine, image: KImage) -> None:
+    """Forget the last segment as an arch retry loop does (``nr_segments--``).
+
+    Its CMA block leaks (K7.12) unless ``arm64-retry-cma-leak`` is fixed.
+    """
+    image.segments.pop()
+    block = image.segment_cma.pop()
+    count = image.cma_nr_pages.pop()
+    if block is not None and "arm64-retry-cma-leak" in m.fixes:
+        m.dma_release_from_contiguous(None, block, count)
+
+
+# ----------------------------------------------------------------- the syscall
+def _release_leaked_cma(m: Machine, image: KImage) -> None:
+    """The ``cma-leak-on-failed-load`` fix: give each block back whole."""
+    for i, block in enumerate(image.segment_cma):
+        if block is not None:
+            m.dma_release_from_contiguous(None, block, image.cma_nr_pages[i])
+            image.segment_cma[i] = None
+
+
+def kimage_file_prepare_segments(m: Machine, image: KImage, kernel: bytes,
+                                 initrd: bytes | None, cmdline: bytes, flags: int) -> None:
+    """K2.4."""
+    if len(kernel) == 0:
+        raise KexecError(errno.EINVAL, "empty kernel file")
+    if len(kernel) > KEXEC_FILE_SIZE_MAX:
+        raise KexecError(errno.EFBIG, "kernel file over 4 GiB")
+    ret = m.kexec_arch.probe(m, kernel)
+    if ret:
+        raise KexecError(-ret, "no loader recognises the kernel image")
+    if not flags & KEXEC_FILE_NO_INITRAMFS and initrd is not None:
+        if len(initrd) == 0:
+            raise KexecError(errno.EINVAL, "empty initrd file")
+        if len(initrd) > KEXEC_FILE_SIZE_MAX:
+            raise KexecError(errno.EFBIG, "initrd file over 4 GiB")
+    else:
+        initrd = None
+    image.no_cma = bool(flags & KEXEC_FILE_NO_CMA)
+    if cmdline and cmdline[-1] != 0:
+        raise KexecError(errno.EINVAL, "command line is not NUL terminated")
+    m.kexec_arch.load(m, image, kernel, initrd, cmdline)
+
+
+def kimage_file_alloc_init(m: Machine, kernel: bytes, initrd: bytes | None, cmdline: bytes,
+                           flags: int) -> KImage:
+    """K2: build the image, place its segments, take its control pages."""
+    crash = bool(flags & KEXEC_FILE_ON_CRASH)
+    image = KImage(type=KEXEC_TYPE_CRASH if crash else KEXEC_TYPE_DEFAULT, _m=m)
+    if crash:
+        image.control_page = m.crashk_res[0] if m.crashk_res else 0
+    m.kexec_file_dbg_print = bool(flags & KEXEC_FILE_DEBUG)
+    try:
+        kimage_file_prepare_segments(m, image, kernel, initrd, cmdline, flags)
+        sanity_check_segment_list(m, image)
+        image.control_code_page = kimage_alloc_control_pages(m, image, 0)
+        if image.control_code_page is None:
+            m.log.err("kexec_file: Could not allocate control_code_buffer")
+            raise KexecError(errno.ENOMEM, "no control code page")
+        if not crash:
+            image.swap_page = kimage_alloc_control_pages(m, image, 0)
+            if image.swap_page is None:
+                m.log.err("kexec_file: Could not allocate swap buffer")
+                raise KexecError(errno.ENOMEM, "no swap page")
+    except KexecError:
+        from .core import kimage_free_pages
+        for addr, order in image.control_pages_list:
+            kimage_free_pages(m, addr, order)
+        image.control_pages_list.clear()
+        if "cma-leak-on-failed-load" in m.fixes:
+            _release_leaked_cma(m, image)
+        m.kexec_file_dbg_print = False
+        raise
+    return image
+
+
+def _debug_segments(m: Machine, image: KImage, flags: int) -> None:
+    kexec_dprintk(m, f"kexec_file: nr_segments = {image.nr_segments}")
+    for i, seg in enumerate(image.segments):
+        kexec_dprintk(m, f"kexec_file: segment[{i}]: buf=0x(____ptrval____) bufsz={seg.bufsz:#x}"
+                         f" mem={seg.mem:#x} memsz={seg.memsz:#x}")
+    kexec_dprintk(m, f"kexec_file: kexec_file_load: type:{image.type}, start:{image.start:#x} "
+                     f"head:{image.head:#x} flags:{flags:#x}")
+
+
+def kexec_load_permitted(m: Machine, image_type: int) -> bool:
+    """K1.2: the sysctl and the per-type limit (a token is spent first)."""
+    if m.kexec_load_disabled:
+        return False
+    attr = "kexec_load_limit_panic" if image_type == KEXEC_TYPE_CRASH else \
+        "kexec_load_limit_reboot"
+    limit = getattr(m, attr)
+    if limit == 0:
+        return False
+    if limit != -1:
+        setattr(m, attr, limit - 1)
+    return True
+
+
+def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdline: str,
+                    flags: int) -> None:
+    """K1: the syscall.  Raises ``OSError(errno)`` on failure."""
+    if isinstance(flags, bool) or not isinstance(flags, int) or flags < 0:
+        raise OSError(errno.EINVAL, f"flags {flags!r} are not an unsigned int")
+    if not isinstance(cmdline, str):
+        raise OSError(errno.EFAULT, "cmdline must be a str")
+    image_type = KEXEC_TYPE_CRASH if flags & KEXEC_FILE_ON_CRASH else KEXEC_TYPE_DEFAULT
+    if not kexec_load_permitted(m, image_type):
+        raise OSError(errno.EPERM, "kexec_file_load not permitted")
+    if flags & ~KEXEC_FILE_FLAGS:
+        raise OSError(errno.EINVAL, f"unknown flags {flags & ~KEXEC_FILE_FLAGS:#x}")
+    crash = image_type == KEXEC_TYPE_CRASH
+    if flags & KEXEC_FILE_UNLOAD:
+        old = m.kexec_crash_image if crash else m.kexec_image
+        _install(m, crash, None)
+        kimage_free(m, old)
+        return
+    if crash and m.kexec_crash_image is not None:
+        old_crash = m.kexec_crash_image
+        m.kexec_crash_image = None
+        kimage_free(m, old_crash)
+    for what, blob in (("kernel", kernel), ("initrd", initrd)):
+        if blob is not None and not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise OSError(errno.EBADF, f"{what} is not a bytes-like file")
+    if kernel is None:
+        raise OSError(errno.EBADF, "no kernel file")
+    kernel_b = bytes(kernel)
+    initrd_b = None if initrd is None else bytes(initrd)
+    cmd = cmdline.encode() + b"\0" if cmdline else b""
+    try:
+        image = kimage_file_alloc_init(m, kernel_b, initrd_b, cmd, flags)
+    except KexecError as exc:
+        raise OSError(exc.errno, exc.strerror) from None
+    try:
+        m.kexec_arch.machine_kexec_prepare(m, image)
+        if crash:
+            vmcoreinfo = kimage_alloc_control_pages(m, image, 0)
+            if vmcoreinfo is None:
+                raise KexecError(errno.ENOMEM, "no page for vmcoreinfo")
+            image.arch["vmcoreinfo"] = vmcoreinfo
+        if m.kexec_arch.has_purgatory:
+            m.kexec_arch.calculate_store_digests(m, image)
+        for i in range(image.nr_segments):
+            kimage_load_segment(m, image, i)
+        kimage_terminate(m, image)
+        m.kexec_arch.post_load(m, image)
+    except KexecError as exc:
+        kimage_free(m, image)
+        m.kexec_file_dbg_print = False
+        raise OSError(exc.errno, exc.strerror) from None
+    _debug_segments(m, image, flags)
+    image.reference = [_reference_bytes(m, image, i) for i in range(image.nr_segments)]
+    m.kexec_file_dbg_print = False
+    old = m.kexec_crash_image if crash else m.kexec_image
+    _install(m, crash, image)
+    kimage_free(m, old)
+
+
+def _install(m: Machine, crash: bool, image: KImage | None) -> None:
+    if crash:
+        m.kexec_crash_image = image
+    else:
+        m.kexec_image = image
+
+
+def _reference_bytes(m: Machine, image: KImage, idx: int) -> bytes:
+    """K16.11: what segment ``idx`` must hold when the next kernel runs."""
+    seg = image.segments[idx]
+    body = seg.buf[:seg.bufsz]
+    if image.segment_cma[idx] is not None:
+        tail = m.ram.read(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)
+        return body + tail
+    return body + bytes(seg.memsz - seg.bufsz)
+
