@@ -47,6 +47,10 @@ SZ_2M = 2 << 20
 SZ_16M = 16 << 20
 SZ_4G = 4 << 30
 
+#: Physical address bits: arm64 defconfig's 48-bit PA, x86_64's MAX_PHYSMEM_BITS with
+#: 5-level paging (the most a 6.18 kernel can address).
+_PHYS_ADDR_BITS = {"arm64": 48, "x86_64": 52}
+
 #: The running kernel's default image ranges (MM Z0.2).
 _ARM64_IMAGE_SIZE = SZ_16M
 _X86_IMAGE = (SZ_16M, SZ_16M)
@@ -74,6 +78,9 @@ def _parse_banks(ram: Any, arch: str) -> list[tuple[int, int]]:
             raise ValueError(f"ram bank at {base:#x}: size 0")
         if base % PAGE_SIZE or size % PAGE_SIZE:
             raise ValueError(f"ram bank ({base:#x}, {size:#x}) is not page aligned")
+        if base + size > 1 << _PHYS_ADDR_BITS[arch]:
+            raise ValueError(f"ram bank ({base:#x}, {size:#x}) ends above the "
+                             f"{_PHYS_ADDR_BITS[arch]}-bit physical address space of {arch}")
     banks.sort()
     for (b0, s0), (b1, _) in zip(banks, banks[1:]):
         if b0 + s0 > b1:

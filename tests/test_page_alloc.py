@@ -708,3 +708,100 @@ def test_mm_v1_invariants_hold_through_mixed_traffic() -> None:
         m.mm.free_pages(p, order)
     m.mm.check_invariants()
     assert m.mm.nr_free_pages() == sum(z.managed_pages for z in m.mm.zones)
+
+
+# --------------------------------------------------------------------------- A10/A11
+
+
+def _half_free_reclaimable_block(cmdline: str) -> Machine:
+    """Like _reclaimable_block_with_free(256) but with the given tunables."""
+    m = fresh(cmdline)
+    assert m.mm.alloc_pages(gfp.GFP_KERNEL | gfp.__GFP_RECLAIMABLE, 9) is not None
+    exhaust(m, gfp.GFP_HIGHUSER_MOVABLE, 10)
+    assert off(m.mm.alloc_pages(gfp.GFP_KERNEL | gfp.__GFP_RECLAIMABLE, 8)) == 512
+    assert m.mm.nr_free_pages() == 256
+    return m
+
+
+WMARK_0 = "sysctl.vm.min_free_kbytes=0 sysctl.vm.watermark_scale_factor=1"
+
+
+def test_mm_a10_claim_below_pageblock_order_boosts_and_kswapd_resets() -> None:
+    """MM A10: a claim at order < 9 boosts the watermark by one pageblock (cap
+    max(512, high × factor / 10000)); a request with KSWAPD wakes kswapd, which (modelled
+    synchronously) drops the boost again."""
+    m = _half_free_reclaimable_block(WMARK_0)
+    zone = m.mm.zones[0]
+    assert off(m.mm.alloc_pages(gfp.GFP_KERNEL, 0)) == 768
+    assert zone.watermark_boost == 0
+    m = _half_free_reclaimable_block(WMARK_0)
+    zone = m.mm.zones[0]
+    no_kswapd = gfp.GFP_KERNEL & ~gfp.__GFP_KSWAPD_RECLAIM
+    assert off(m.mm.alloc_pages(no_kswapd, 0)) == 768
+    assert zone.watermark_boost == 512
+    # the boosted marks now stop further requests of that kind (255 free ≤ 0 + 512)
+    assert m.mm.alloc_pages(no_kswapd | NOWARN, 0) is None
+    m.mm.check_invariants()
+
+
+def test_mm_a10_no_boost_when_factor_zero() -> None:
+    """MM A10: watermark_boost_factor 0 disables boosting."""
+    m = _half_free_reclaimable_block(WMARK_0 + " sysctl.vm.watermark_boost_factor=0")
+    assert off(m.mm.alloc_pages(gfp.GFP_KERNEL & ~gfp.__GFP_KSWAPD_RECLAIM, 0)) == 768
+    assert m.mm.zones[0].watermark_boost == 0
+
+
+def test_mm_a11_1_slow_path_atomic_high_order_reserves_pageblock() -> None:
+    """MM A11.1 / G7 / G8: an order-1 GFP_ATOMIC served on the slow path of a zone of
+    ≥ 200 MiB turns its pageblock into HighAtomic; small zones never reserve."""
+    m = Machine(ram="256M", reserved=(), cmdline="cma=0")
+    zone = m.mm.zones[0]
+    exhaust(m, gfp.GFP_KERNEL, 9)
+    exhaust(m, gfp.GFP_KERNEL, 0)              # below low: the fast path fails from now on
+    assert zone.nr_free_pages <= zone._watermark[1]
+    freed = [m.mm.alloc_pages(gfp.GFP_ATOMIC, 1) for _ in range(1)]
+    p = freed[0]
+    assert p is not None
+    assert m.mm.pageblock_type(p.pfn) == "HighAtomic"
+    assert zone.nr_reserved_highatomic == 512
+    m.mm.check_invariants()
+    small = fresh()
+    exhaust(small, gfp.GFP_KERNEL, 0)
+    q = small.mm.alloc_pages(gfp.GFP_ATOMIC, 1)
+    assert q is not None and small.mm.pageblock_type(q.pfn) != "HighAtomic"
+
+
+# --------------------------------------------------------------------------- G9 defrag
+
+
+def _pageblocks_511_free(cmdline: str) -> Machine:
+    """256 MiB arm64: every pageblock allocated as order 9, then all but its first page
+    given back (MM F1 with an extra reference): 511 free pages per block, nothing ≥ o9."""
+    m = Machine(ram="256M", reserved=(), cmdline=f"cma=0 {WMARK_0} {cmdline}")
+    for p in exhaust(m, gfp.GFP_HIGHUSER_MOVABLE, 9):
+        m.mm.get_page(p)
+        m.mm.free_pages(p, 9)
+    assert not any(m.mm.free_list("DMA", k, mt) for k in (9, 10) for mt in TYPES)
+    assert not any(m.mm.free_list("DMA", k, "Unmovable") for k in range(11))
+    return m
+
+
+def test_mm_g9_without_defrag_mode_fast_path_claims() -> None:
+    """MM G9: a DMA-only arm64 machine has no NOFRAGMENT on the fast path, so an order-1
+    GFP_ATOMIC claims a Movable pageblock there (no HighAtomic reserve, A11.2)."""
+    m = _pageblocks_511_free("sysctl.vm.watermark_boost_factor=0")
+    p = m.mm.alloc_pages(gfp.GFP_ATOMIC, 1)
+    assert p is not None and m.mm.pageblock_type(p.pfn) == "Unmovable"
+    assert m.mm.zones[0].nr_reserved_highatomic == 0
+
+
+def test_mm_g9_defrag_mode_keeps_nofragment_until_the_slow_path_gives_up() -> None:
+    """MM G9 / G7 / A11.1: with vm.defrag_mode=1 the zonelist walk is *not* repeated
+    without NOFRAGMENT; the request falls back only at the end of the slow path (the
+    kernel's ``nopage`` retry), with the slow path's flags — so an order-1 GFP_ATOMIC
+    carries HIGHATOMIC and reserves the pageblock it claimed."""
+    m = _pageblocks_511_free("sysctl.vm.defrag_mode=1 sysctl.vm.watermark_boost_factor=0")
+    p = m.mm.alloc_pages(gfp.GFP_ATOMIC, 1)
+    assert p is not None and m.mm.pageblock_type(p.pfn) == "HighAtomic"
+    assert m.mm.zones[0].nr_reserved_highatomic == 512
+    m.mm.check_invariants()

@@ -14,7 +14,7 @@ compiled one is used when it imports, unless the environment has
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _memops_py as memops_py
 
@@ -27,6 +27,9 @@ __all__ = [
     "MemOps",
     "copy_range",
     "first_diff",
+    "get_relocate",
+    "relocate_c",
+    "relocate_py",
     "get_memops",
     "memops_c",
     "memops_py",
@@ -56,6 +59,29 @@ if not NO_EXTENSIONS:
         memops_c = _memops_c
 
 COMPILED: bool = memops_c is not None
+
+from . import _relocate_py as relocate_py  # noqa: E402
+
+relocate_c: Any = None
+if not NO_EXTENSIONS:
+    try:
+        from . import _relocate_c as _rc
+    except ImportError:
+        pass
+    else:
+        relocate_c = _rc
+
+
+def get_relocate(extensions: bool | None = None) -> Any:
+    """The relocation-walk module: like :func:`get_memops`, for ``relocate_walk``."""
+    if extensions is False:
+        return relocate_py
+    if relocate_c is not None:
+        return relocate_c
+    if extensions:
+        why = "PYKERN_NO_EXTENSIONS=1 is set" if NO_EXTENSIONS else "it was not built"
+        raise ImportError(f"pykern._fast._relocate_c is unavailable: {why}")
+    return relocate_py
 
 
 def get_memops(extensions: bool | None = None) -> MemOps:

@@ -687,7 +687,7 @@ class PageAlloc:
                     if alloc_flags & ALLOC_HIGHATOMIC:
                         self.reserve_highatomic_pageblock(pfn, order, zone)
                     return pfn
-            if alloc_flags & ALLOC_NOFRAGMENT:
+            if alloc_flags & ALLOC_NOFRAGMENT and not self.defrag_mode:
                 alloc_flags &= ~ALLOC_NOFRAGMENT
                 continue
             return None
@@ -769,16 +769,26 @@ class PageAlloc:
                                           highest, mt)
         if pfn is not None:
             return pfn
-        if gfp & _GFP_MEMALLOC and not gfp & _GFP_NOMEMALLOC:
-            reserve = ALLOC_NO_WATERMARKS | (ALLOC_CMA if mt == MIGRATE_MOVABLE else 0)
-            alloc_flags = reserve | (alloc_flags & ALLOC_KSWAPD)
-            pfn = self.get_page_from_freelist(gfp, order, alloc_flags, highest, mt)
-            if pfn is not None:
-                return pfn
-        can_retry = (gfp & _GFP_DIRECT_RECLAIM and not gfp & _GFP_NORETRY
-                     and (order <= 3 or gfp & _GFP_RETRY_MAYFAIL))
-        while can_retry and self.unreserve_highatomic_pageblock(highest, mt, True):
-            pfn = self.get_page_from_freelist(gfp, order, alloc_flags, highest, mt)
+        while True:
+            if gfp & _GFP_MEMALLOC and not gfp & _GFP_NOMEMALLOC:
+                reserve = ALLOC_NO_WATERMARKS | (ALLOC_CMA if mt == MIGRATE_MOVABLE else 0)
+                alloc_flags = reserve | (alloc_flags & ALLOC_KSWAPD)
+                pfn = self.get_page_from_freelist(gfp, order, alloc_flags, highest, mt)
+                if pfn is not None:
+                    return pfn
+            can_retry = (gfp & _GFP_DIRECT_RECLAIM and not gfp & _GFP_NORETRY
+                         and (order <= 3 or gfp & _GFP_RETRY_MAYFAIL))
+            while can_retry and self.unreserve_highatomic_pageblock(highest, mt, True):
+                pfn = self.get_page_from_freelist(gfp, order, alloc_flags, highest, mt)
+                if pfn is not None:
+                    return pfn
+            if not (self.defrag_mode and alloc_flags & ALLOC_NOFRAGMENT):
+                break
+            # MM G9: under defrag_mode the fallback comes only here, where the kernel's
+            # slow path gives up on reclaim/compaction ("nopage"), and retries.
+            alloc_flags &= ~ALLOC_NOFRAGMENT
+            pfn = self.get_page_from_freelist(gfp, order, alloc_flags & ~ALLOC_NO_WATERMARKS,
+                                              highest, mt)
             if pfn is not None:
                 return pfn
         if gfp & _GFP_NOFAIL:

@@ -1,0 +1,103 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: autotestdict=False
+"""Compiled twin of :mod:`pykern._fast._relocate_py`: the kexec relocation walk.
+
+Same arguments, same results; the copy loop runs without the GIL and copies
+each page with ``memcpy`` (sources never overlap destinations: kexec.md K11).
+"""
+
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
+
+cdef enum:
+    IND_DESTINATION = 0x1
+    IND_INDIRECTION = 0x2
+    IND_DONE = 0x4
+    IND_SOURCE = 0x8
+
+cdef enum:
+    C_DONE = 0
+    C_MORE = 1
+    C_BAD_WORD = 2
+    C_BAD_SOURCE = 3
+    C_BAD_DEST = 4
+
+WALK_DONE = C_DONE
+WALK_MORE = C_MORE
+WALK_BAD_WORD = C_BAD_WORD
+WALK_BAD_SOURCE = C_BAD_SOURCE
+WALK_BAD_DEST = C_BAD_DEST
+
+cdef uint64_t PAGE_MASK = ~(<uint64_t>0xFFF)
+
+
+cdef inline int64_t _offset(const int64_t[::1] runs, uint64_t addr, uint64_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef uint64_t base, end
+    for k in range(0, runs.shape[0], 3):
+        base = <uint64_t>runs[k]
+        end = <uint64_t>runs[k + 1]
+        if base <= addr and addr + n <= end:
+            return runs[k + 2] + <int64_t>(addr - base)
+    return -1
+
+
+def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, max_sources):
+    """See :func:`pykern._fast._relocate_py.relocate_walk`."""
+    cdef int64_t[::1] runs
+    import array
+    runs = array.array("q", runs_obj)
+    cdef uint64_t word = 0, c_head = <uint64_t>head, c_dest = <uint64_t>dest
+    cdef int state = 0 if loc == -1 else (2 if loc == -2 else 1)  # 0 head, 1 RAM, 2 past head
+    cdef uint64_t c_loc = 0 if state != 1 else <uint64_t>loc
+    cdef int64_t off, src, dst
+    cdef long long done = 0, limit = max_sources
+    cdef int status = -1
+    cdef Py_ssize_t size = ram.shape[0]
+    cdef unsigned char *base = &ram[0]
+    with nogil:
+        while True:
+            if state == 2:
+                status = C_DONE
+                break
+            if state == 0:
+                word = c_head
+            else:
+                off = _offset(runs, c_loc, 8)
+                if off < 0 or off + 8 > size:
+                    status = C_BAD_WORD
+                    word = 0
+                    break
+                memcpy(&word, base + off, 8)  # little-endian hosts only (x86_64, arm64)
+            if word & IND_DESTINATION:
+                c_dest = word & PAGE_MASK
+            elif word & IND_INDIRECTION:
+                c_loc = word & PAGE_MASK
+                state = 1
+                continue
+            elif word & IND_DONE:
+                status = C_DONE
+                break
+            elif word & IND_SOURCE:
+                if done >= limit:
+                    status = C_MORE
+                    break
+                src = _offset(runs, word & PAGE_MASK, 4096)
+                if src < 0:
+                    status = C_BAD_SOURCE
+                    break
+                dst = _offset(runs, c_dest, 4096)
+                if dst < 0:
+                    status = C_BAD_DEST
+                    break
+                if src != dst:
+                    memcpy(base + dst, base + src, 4096)
+                c_dest += 4096
+                done += 1
+            if state == 0:
+                state = 2
+                status = C_DONE
+                break
+            c_loc += 8
+    py_loc = -1 if state == 0 else (-2 if state == 2 else c_loc)
+    return status, py_loc, c_dest, done, word

@@ -1,0 +1,123 @@
+"""The relocation walk's twins give identical RAM and results (kexec.md K16.3)."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pykern import _fast
+
+IMPLS = [pytest.param(_fast.relocate_py, id="py")]
+if _fast.relocate_c is not None:
+    IMPLS.append(pytest.param(_fast.relocate_c, id="c"))
+
+BASE = 0x4000_0000
+NPAGES = 64
+
+
+def _runs() -> list[int]:
+    # two runs with a hole between them, buffer offsets back to back
+    return [BASE, BASE + 32 * 4096, 0, BASE + 40 * 4096, BASE + 72 * 4096, 32 * 4096]
+
+
+def _phys(page: int) -> int:
+    return BASE + page * 4096 if page < 32 else BASE + (page + 8) * 4096
+
+
+def _build(words: list[int], ind_pages: list[int], ram: bytearray) -> int:
+    """Store ``words`` across the given indirection pages (511 + link per page)."""
+    head = 0
+    loc: int | None = None
+    pos = 0
+    for k, page in enumerate(ind_pages):
+        chunk = words[pos:pos + 511]
+        pos += len(chunk)
+        off = page * 4096 if page < 32 else (page * 4096)
+        link = _phys(page) | 0x2
+        if loc is None:
+            head = link
+        else:
+            struct.pack_into("<Q", ram, loc, link)
+        for j, w in enumerate(chunk):
+            struct.pack_into("<Q", ram, off + 8 * j, w)
+        loc = off + 8 * len(chunk)
+        if pos >= len(words):
+            struct.pack_into("<Q", ram, loc, 0x4)
+            break
+    return head
+
+
+def _walk(mod: object, ram: bytearray, head: int, chunk: int) -> list[tuple[int, ...]]:
+    walk = getattr(mod, "relocate_walk")
+    loc, dest, out = -1, 0, []
+    for _ in range(10_000):
+        res = walk(ram, _runs(), head, loc, dest, chunk)
+        out.append(res)
+        status, loc, dest = res[0], res[1], res[2]
+        if status != 1:
+            break
+    return out
+
+
+@st.composite
+def _lists(draw: st.DrawFn) -> tuple[bytes, list[int], list[int], int]:
+    seed = draw(st.integers(0, 2**32 - 1))
+    ind = draw(st.lists(st.integers(0, NPAGES - 1), min_size=1, max_size=2, unique=True))
+    n = draw(st.integers(0, 30))
+    words = []
+    for _ in range(n):
+        kind = draw(st.sampled_from(["dest", "src", "src", "src", "junk", "bad"]))
+        page = draw(st.integers(0, NPAGES - 1))
+        if kind == "dest":
+            words.append(_phys(page) | 0x1)
+        elif kind == "src":
+            words.append(_phys(page) | 0x8)
+        elif kind == "junk":
+            words.append(draw(st.integers(0, 2**64 - 1)) & ~0xF)
+        else:
+            words.append((BASE + 33 * 4096) | draw(st.sampled_from([0x1, 0x8])))
+    chunk = draw(st.integers(1, 8))
+    return random.Random(seed).randbytes(NPAGES * 4096), ind, words, chunk
+
+
+@settings(max_examples=150, deadline=None)
+@given(_lists())
+def test_twins_identical_ram_and_results(case: tuple[bytes, list[int], list[int], int]) -> None:
+    """K16.3: both walks leave byte-identical RAM and report the same states."""
+    data, ind, words, chunk = case
+    results = []
+    for impl in [p.values[0] for p in IMPLS]:
+        ram = bytearray(data)
+        head = _build(words, ind, ram)
+        results.append((_walk(impl, ram, head, chunk), bytes(ram)))
+    assert all(r == results[0] for r in results)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_walk_copies_sources_in_order(impl: object) -> None:
+    """K16.3: DESTINATION sets the cursor, each SOURCE copies a page and advances it."""
+    ram = bytearray(64 * 4096)
+    for page in range(64):
+        ram[page * 4096:(page + 1) * 4096] = bytes([page]) * 4096
+    words = [_phys(10) | 0x1, _phys(3) | 0x8, _phys(4) | 0x8, 0xF0, _phys(20) | 0x1,
+             _phys(5) | 0x8]
+    head = _build(words, [0], ram)
+    res = _walk(impl, ram, head, 100)
+    assert res[-1][0] == 0 and res[-1][3] == 3
+    assert ram[10 * 4096] == 3 and ram[11 * 4096] == 4 and ram[20 * 4096] == 5
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_walk_stops_at_a_source_outside_ram(impl: object) -> None:
+    """A source in the hole stops the walk with WALK_BAD_SOURCE, RAM untouched after it."""
+    ram = bytearray(64 * 4096)
+    words = [_phys(10) | 0x1, (BASE + 33 * 4096) | 0x8, _phys(5) | 0x8]
+    head = _build(words, [0], ram)
+    before = bytes(ram)
+    status, _, dest, done, word = _walk(impl, ram, head, 100)[-1]
+    assert status == 3 and done == 0 and dest == _phys(10) and word == (BASE + 33 * 4096) | 0x8
+    assert bytes(ram) == before
