@@ -48,7 +48,7 @@ class Arm64Kexec:
 
     def walk_ranges(self, m: Machine, image: KImage, top_down: bool) -> list[tuple[int, int]]:
         """K6.2 arm64: the crash region, or the free memblock ranges (inclusive ends)."""
-        if image.type == KEXEC_TYPE_CRASH:
+        if image.image_type == KEXEC_TYPE_CRASH:
             if m.crashk_res is None:
                 return [(0, 0)]
             return [(m.crashk_res[0], m.crashk_res[1] - 1)]

@@ -64,7 +64,7 @@ def _kexec_dtb(m: Machine, image: KImage, initrd: tuple[int, int] | None,
     from .dtb import FdtError, create_dtb
     rng = m.kexec_rng
     seed = rng.randbytes(8 + 128)
-    crash = image.type == KEXEC_TYPE_CRASH
+    crash = image.image_type == KEXEC_TYPE_CRASH
     elfcorehdr = image.arch.get("elfcorehdr") if crash else None
     usable = []
     if crash and m.crashk_res is not None:
@@ -97,7 +97,7 @@ def load_other_segments(m: Machine, image: KImage, kernel_load_addr: int, kernel
 def _load_other_segments(m: Machine, image: KImage, kernel_load_addr: int, kernel_size: int,
                          initrd: bytes | None, cmdline: bytes) -> None:
     buf_min = kernel_load_addr + kernel_size
-    if image.type == KEXEC_TYPE_CRASH:
+    if image.image_type == KEXEC_TYPE_CRASH:
         headers = prepare_elf_headers(m, _ram_ranges_without_crash(m))
         kbuf = KexecBuf(image, headers, len(headers), len(headers), SZ_64K, buf_min, _U64, True)
         kexec_add_buffer(m, kbuf)

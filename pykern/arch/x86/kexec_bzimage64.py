@@ -68,7 +68,7 @@ def crash_load_segments(m: Machine, image: KImage) -> None:
 
 def _e820_entries(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
     """ARCH X25/X32: the table handed to the next kernel."""
-    if image.type != KEXEC_TYPE_CRASH:
+    if image.image_type != KEXEC_TYPE_CRASH:
         return [(b, s, 1) for b, s in m.banks][:E820_MAX_ENTRIES_ZEROPAGE]
     from ...mm.memblock import subtract
     out = [(b, min(e, SZ_1M) - b, 1) for b, e in m.memblock.memory if b < SZ_1M]
@@ -108,7 +108,7 @@ def setup_cmdline(m: Machine, image: KImage, params: bytearray, params_load_addr
                   cmdline: bytes) -> None:
     """ARCH X22."""
     prefix = b""
-    if image.type == KEXEC_TYPE_CRASH:
+    if image.image_type == KEXEC_TYPE_CRASH:
         prefix = f"elfcorehdr={image.arch['elfcorehdr'][0]:#x} ".encode()
     text = prefix + cmdline
     params[4096:4096 + len(text)] = text
@@ -140,7 +140,7 @@ def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | Non
     jump = struct.unpack_from("<b", kernel, 0x201)[0]
     if jump < 0:
         raise KexecError(errno.ENOEXEC, "negative setup header length (pykern refuses it)")
-    if image.type == KEXEC_TYPE_CRASH:
+    if image.image_type == KEXEC_TYPE_CRASH:
         crash_load_segments(m, image)
     purgatory = Purgatory()
     pbuf = KexecBuf(image, purgatory.blob(), PURGATORY_BUFSZ, PURGATORY_MEMSZ,

@@ -45,7 +45,7 @@ class X86Kexec:
 
     def walk_ranges(self, m: Machine, image: KImage, top_down: bool) -> list[tuple[int, int]]:
         """K6.2 x86_64: the crash resource, or each System RAM resource."""
-        if image.type == KEXEC_TYPE_CRASH:
+        if image.image_type == KEXEC_TYPE_CRASH:
             if m.crashk_res is None:
                 return []
             return [(m.crashk_res[0], m.crashk_res[1] - 1)]

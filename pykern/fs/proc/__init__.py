@@ -15,6 +15,11 @@ register("/proc/vmstat", vmstat.vmstat)
 register("/proc/meminfo", meminfo.meminfo)
 register("/proc/iomem", lambda m: iomem_text(m.iomem_resources()))
 register("/proc/cmdline", lambda m: m.cmdline + "\n")
+register("/sys/kernel/kexec_loaded", lambda m: f"{int(m.kexec_image is not None)}\n")
+register("/sys/kernel/kexec_crash_loaded",
+         lambda m: f"{int(m.kexec_crash_image is not None)}\n")
+register("/sys/kernel/kexec_crash_size",
+         lambda m: f"{m.crashk_res[1] - m.crashk_res[0] if m.crashk_res else 0}\n")
 register_tree("/proc/sys/", sysctl.sysctl_read)
 register_tree("/sys/kernel/debug/cma/", cma_debug.cma_debugfs_read)
 register_writer("/sys/kernel/debug/cma/", cma_debug.cma_debugfs_write)

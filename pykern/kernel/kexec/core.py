@@ -63,7 +63,7 @@ class KexecSegment:
 class KImage:
     """``struct kimage`` (K2.1)."""
 
-    type: int = KEXEC_TYPE_DEFAULT
+    image_type: int = KEXEC_TYPE_DEFAULT
     head: int = 0
     start: int = 0
     control_page: int = _U64
@@ -94,8 +94,9 @@ class KImage:
         return len(self.segments)
 
     @property
-    def type_name(self) -> str:
-        return "crash" if self.type == KEXEC_TYPE_CRASH else "default"
+    def type(self) -> str:
+        """``"default"`` or ``"crash"`` (api.md)."""
+        return "crash" if self.image_type == KEXEC_TYPE_CRASH else "default"
 
     @property
     def control_pages(self) -> list[tuple[int, int]]:
@@ -245,7 +246,7 @@ def kimage_alloc_crash_control_pages(m: Machine, image: KImage, order: int) -> i
 
 def kimage_alloc_control_pages(m: Machine, image: KImage, order: int) -> int | None:
     """K9.1."""
-    if image.type == KEXEC_TYPE_CRASH:
+    if image.image_type == KEXEC_TYPE_CRASH:
         return kimage_alloc_crash_control_pages(m, image, order)
     return kimage_alloc_normal_control_pages(m, image, order)
 
@@ -372,7 +373,7 @@ def kimage_load_crash_segment(m: Machine, image: KImage, idx: int) -> None:
 
 def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:
     """K12.1."""
-    if image.type == KEXEC_TYPE_CRASH:
+    if image.image_type == KEXEC_TYPE_CRASH:
         kimage_load_crash_segment(m, image, idx)
     elif image.segment_cma[idx] is not None:
         kimage_load_cma_segment(m, image, idx)
@@ -409,7 +410,7 @@ def sanity_check_segment_list(m: Machine, image: KImage) -> None:
         total += pages
     if total > nr_pages // 2:
         raise KexecError(errno.EINVAL, "segments are over half of RAM")
-    if image.type == KEXEC_TYPE_CRASH:
+    if image.image_type == KEXEC_TYPE_CRASH:
         crash = m.crashk_res
         for seg in image.segments:
             if crash is None or seg.mem < crash[0] or seg.mem + seg.memsz - 1 > crash[1] - 1:

@@ -80,7 +80,7 @@ def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
     image = kbuf.image
     if image.no_cma:
         return -errno.EPERM
-    if image.type == KEXEC_TYPE_CRASH:
+    if image.image_type == KEXEC_TYPE_CRASH:
         return -errno.EPERM
     align = max(0, (kbuf.buf_align - 1).bit_length() - 12)
     if "cma-align-cap" in m.fixes:
@@ -230,7 +230,7 @@ def kimage_file_alloc_init(m: Machine, kernel: bytes, initrd: bytes | None, cmdl
                            flags: int) -> KImage:
     """K2: build the image, place its segments, take its control pages."""
     crash = bool(flags & KEXEC_FILE_ON_CRASH)
-    image = KImage(type=KEXEC_TYPE_CRASH if crash else KEXEC_TYPE_DEFAULT, _m=m)
+    image = KImage(image_type=KEXEC_TYPE_CRASH if crash else KEXEC_TYPE_DEFAULT, _m=m)
     if crash:
         image.control_page = m.crashk_res[0] if m.crashk_res else 0
     m.kexec_file_dbg_print = bool(flags & KEXEC_FILE_DEBUG)
@@ -263,7 +263,7 @@ def _debug_segments(m: Machine, image: KImage, flags: int) -> None:
     for i, seg in enumerate(image.segments):
         kexec_dprintk(m, f"kexec_file: segment[{i}]: buf=0x(____ptrval____) bufsz={seg.bufsz:#x}"
                          f" mem={seg.mem:#x} memsz={seg.memsz:#x}")
-    kexec_dprintk(m, f"kexec_file: kexec_file_load: type:{image.type}, start:{image.start:#x} "
+    kexec_dprintk(m, f"kexec_file: kexec_file_load: type:{image.image_type}, start:{image.start:#x} "
                      f"head:{image.head:#x} flags:{flags:#x}")
 
 
