@@ -32,6 +32,9 @@ from .mm.cma import Cma, cma_activate_area, cma_declare_contiguous_nid
 from .mm.rmap import Rmap
 from .kernel.kexec.core import KImage
 from .kernel.kexec.file import KexecArch, kexec_file_load
+from .kernel.kexec.handover import next_kernel_info
+from .kernel.kexec.reboot import KexecResult, crash_kexec, kernel_kexec
+from .mm.mm_init import free_reserved_page
 from .arch.arm64.machine_kexec import Arm64Kexec
 from .arch.x86.machine_kexec_64 import X86Kexec
 from .mm.task import Task
@@ -128,6 +131,13 @@ def _ranges(value: Any, what: str) -> list[tuple[int, int]]:
     return out
 
 
+class _Halted:
+    """Stands in for ``m.mm`` once the machine has halted."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("the machine is halted: only phys_read/phys_write work")
+
+
 class Machine:
     """An emulated machine running a Linux 6.17/6.18 memory model (api.md).
 
@@ -164,6 +174,7 @@ class Machine:
         self.boot_params: BootParams = parse_boot_params(cmdline)
         self.ram = PhysMem(self.banks, self.memops)
         self.generation = 0
+        self._handover: dict[str, Any] | None = None
         self.halted = False
         self.copy_ns = 400
         self.devices: dict[str, Any] = {}
@@ -185,7 +196,8 @@ class Machine:
         bp = self.boot_params
         self.log = KernelLog()
         self.memblock = mb = Memblock()
-        for base, size in self.banks:
+        handover = self._handover
+        for base, size in (handover["memory"] if handover else self.banks):
             mb.memblock_add(base, size)
         self._apply_mem_limit(bp.mem)
         if not mb.memory:
@@ -216,7 +228,20 @@ class Machine:
         self.kexec_crash_image: KImage | None = None
         self.kexec_file_dbg_print = False
         self.kexec_rng = random.Random(f"pykern-kexec-{self.seed}-{self.generation}")
-        self._boot_dtb: bytes | None = None
+        self._boot_dtb: bytes | None = handover.get("dtb") if handover else None
+        self.kexec_in_progress = False
+        if handover and handover.get("initrd"):
+            self._free_initrd_mem(*handover["initrd"])
+
+    def _free_initrd_mem(self, start: int, size: int) -> None:
+        """The initrd's pages go to the buddy allocator at the end of boot (MM Z0.3)."""
+        lo = start & ~(PAGE_SIZE - 1)
+        hi = (start + size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        self.memblock.memblock_phys_free(lo, hi - lo)
+        for b, e in self._clip_to_memory(lo, hi):
+            for pfn in range(b >> PAGE_SHIFT, e >> PAGE_SHIFT):
+                free_reserved_page(self.mm, pfn)
+        self.log.info(f"Freeing initrd memory: {(hi - lo) >> 10}K")
 
     def _apply_mem_limit(self, limit: int | None) -> None:
         """MM Z0.1: arm64 keeps the first ``mem`` bytes, x86_64 what lies below it."""
@@ -242,8 +267,15 @@ class Machine:
                 if min(e, end) > max(b, base)]
 
     def _reserve_kernel_image(self) -> tuple[int, int] | None:
-        """MM Z0.2: the running kernel (and on x86_64 the first MiB)."""
+        """MM Z0.2: the running kernel (and on x86_64 the first MiB); Z0.3 later."""
         mb = self.memblock
+        handover = self._handover
+        if handover is not None:
+            for base, end in handover["reserve"]:
+                for b, e in self._clip_to_memory(base, end):
+                    mb.memblock_reserve(b, e - b)
+            kernel: tuple[int, int] = handover["kernel"]
+            return kernel
         if self.reserved_arg is not None:
             for base, size in self.reserved_arg:
                 for b, e in self._clip_to_memory(base, base + size):
@@ -436,6 +468,44 @@ class Machine:
         reserved = present - managed - cma
         self.log.info(f"Memory: {free * 4}K/{present * 4}K available ("
                       f"{reserved * 4}K reserved, {cma * 4}K cma-reserved)")
+
+    # ------------------------------------------------------------------ reboot
+    def kernel_kexec(self) -> KexecResult:
+        """``reboot(LINUX_REBOOT_CMD_KEXEC)`` (K16): into ``m.kexec_image``."""
+        return kernel_kexec(self)
+
+    def panic(self) -> KexecResult | None:
+        """A kernel panic: boot the crash image (K17.2), or halt (K17.4)."""
+        return crash_kexec(self)
+
+    def _halt(self, why: str) -> None:
+        """K16.13: nothing runs any more; only physical RAM stays reachable."""
+        self.log.printk(0, why)
+        self.halted = True
+
+        def halted(*_: Any, **__: Any) -> Any:
+            raise RuntimeError("the machine is halted: only phys_read/phys_write work")
+        for name in ("read", "write", "dmesg", "kexec_file_load", "kernel_kexec", "panic",
+                     "new_task", "dma_alloc_from_contiguous", "dma_release_from_contiguous"):
+            setattr(self, name, halted)
+        self.mm = _Halted()  # type: ignore[assignment]
+
+    def _boot_next(self, handover: dict[str, Any]) -> None:
+        """K16.13: the next generation boots on the same RAM from what the load passed."""
+        image = handover["image"]
+        info = next_kernel_info(self, image)
+        try:
+            self.boot_params = parse_boot_params(info["cmdline"])
+        except ValueError as exc:
+            info["cmdline_error"] = str(exc)
+            self.boot_params = parse_boot_params("")
+        self.generation += 1
+        self._handover = info
+        self.kexec_image = None
+        self.kexec_crash_image = None
+        self._boot(first=False)
+        if "cmdline_error" in info:
+            self.log.warn(f"pykern: ignoring a malformed command line: {info['cmdline_error']}")
 
     # ------------------------------------------------------------------ kexec
     @property

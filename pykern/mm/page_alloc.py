@@ -59,6 +59,7 @@ _GFP_RETRY_MAYFAIL = G.__GFP_RETRY_MAYFAIL
 _GFP_ZERO = G.__GFP_ZERO
 
 _VALID_PAGES = bytes([PG_valid]) * (1 << MAX_PAGE_ORDER)
+_FREE_CHECK = PG_valid | PG_reserved | PG_buddy
 
 _GFP_NAMES = (
     ("GFP_HIGHUSER_MOVABLE", G.GFP_HIGHUSER_MOVABLE), ("GFP_HIGHUSER", G.GFP_HIGHUSER),
@@ -140,6 +141,11 @@ class PageAlloc:
         self.vm_events: dict[str, int] = {}
         self._zonelists: list[list[Zone]] = []
         self.build_all_zonelists()
+        #: (start pfn, end pfn, zone) of every zone that spans pages (spans are fixed).
+        self._zone_spans = [(z.zone_start_pfn, z.zone_end_pfn, z) for z in zones
+                            if z.spanned_pages]
+        #: gfp (after the G2 strip) → (highest zone, migratetype), MM G1/G3; valid gfps only.
+        self._gfp_params: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ lookup
     def pfn_to_page(self, pfn: int) -> Page:
@@ -153,8 +159,8 @@ class PageAlloc:
                              if isinstance(pfn, int) else f"pfn {pfn!r} is not an int")
 
     def page_zone(self, pfn: int) -> Zone:
-        for zone in self.zones:
-            if zone.zone_spans_pfn(pfn):
+        for start, end, zone in self._zone_spans:
+            if start <= pfn < end:
                 return zone
         raise ValueError(f"pfn {pfn:#x} lies in no zone")
 
@@ -278,8 +284,12 @@ class PageAlloc:
         mm = self.mem_map
         flags, orders, base = mm.flags, mm.order, mm.base_pfn
         start, end = zone.zone_start_pfn, zone.zone_start_pfn + zone.spanned_pages
-        self.account_freepages(zone, 1 << order, mt)
-        buddy_pfn = pfn
+        if mt != MIGRATE_ISOLATE:                  # account_freepages, inline
+            zone.nr_free_pages += 1 << order
+            if mt == MIGRATE_CMA:
+                zone.nr_free_cma += 1 << order
+            elif mt == MIGRATE_HIGHATOMIC:
+                zone.nr_free_highatomic += 1 << order
         while order < MAX_PAGE_ORDER:
             buddy_pfn = pfn ^ (1 << order)
             j = buddy_pfn - base
@@ -298,9 +308,24 @@ class PageAlloc:
             order += 1
         if fpi & FPI_TO_TAIL:
             to_tail = True
-        else:
-            to_tail = self.buddy_merge_likely(pfn, zone, order)
-        self._add_to_free_list(pfn, zone, order, mt, to_tail)
+        elif order >= MAX_PAGE_ORDER - 1:
+            to_tail = False
+        else:                                      # buddy_merge_likely, inline (F5.2)
+            uncle = (pfn & ~(1 << order)) ^ (1 << (order + 1))
+            j = uncle - base
+            to_tail = (start <= uncle < end and flags[j] & PG_buddy != 0
+                       and orders[j] == order + 1)
+        i = pfn - base                             # _add_to_free_list, inline
+        flags[i] |= PG_buddy
+        orders[i] = order
+        mm.freelist_mt[i] = mt
+        fl = zone.free_list[order][mt]
+        fl[pfn] = None
+        if not to_tail:
+            fl.move_to_end(pfn, last=False)
+        zone.nr_free[order] += 1
+        if order >= pageblock_order and mt != MIGRATE_ISOLATE:
+            zone.nr_free_pages_blocks += 1 << order
 
     def buddy_merge_likely(self, pfn: int, zone: Zone, order: int) -> bool:
         """MM F5.2: tail when the block's order+1 neighbour is free at order+1."""
@@ -311,9 +336,11 @@ class PageAlloc:
 
     def split_large_buddy(self, zone: Zone, pfn: int, order: int, fpi: int) -> None:
         """MM F3: free a large block one pageblock at a time, each with its type."""
+        if order <= pageblock_order:
+            self._free_one_page(pfn, zone, order, self.get_pfnblock_migratetype(pfn), fpi)
+            return
         end = pfn + (1 << order)
-        if order > pageblock_order:
-            order = pageblock_order
+        order = pageblock_order
         while True:
             self._free_one_page(pfn, zone, order, self.get_pfnblock_migratetype(pfn), fpi)
             pfn += 1 << order
@@ -363,9 +390,16 @@ class PageAlloc:
     def free_pages(self, page: Page | int, order: int = 0) -> None:
         """``__free_pages``: drop one reference; free the block on the last (MM F1)."""
         pfn = page.pfn if isinstance(page, Page) else page
-        self._check_free(pfn, order)
         mm = self.mem_map
-        i = pfn - mm.base_pfn
+        i = pfn - mm.base_pfn if type(pfn) is int else -1
+        # The usual case in one test: the valid, unreserved, non-buddy first page of a
+        # live allocation of exactly this order (alloc_order is NO_ALLOC on every other
+        # page, free ones included), with a reference.  Anything else: _check_free.
+        if not (type(order) is int and 0 <= i < len(mm.flags)
+                and mm.flags[i] & _FREE_CHECK == PG_valid and mm.alloc_order[i] == order
+                and mm.refcount[i] > 0):
+            self._check_free(pfn, order)
+            i = pfn - mm.base_pfn
         head = mm.flags[i] & PG_head
         mm.refcount[i] -= 1
         if mm.refcount[i] == 0:
@@ -399,7 +433,10 @@ class PageAlloc:
         n = 1 << order
         mm.alloc_order[i] = NO_ALLOC
         # Every page of an allocation is valid RAM and not reserved.
-        mm.flags[i:i + n] = _VALID_PAGES[:n]
+        if n == 1:
+            mm.flags[i] = PG_valid
+        else:
+            mm.flags[i:i + n] = _VALID_PAGES[:n]
         mm.order[i] = 0
         if self.init_on_free:
             self._clear_pages(pfn, n)
@@ -441,8 +478,23 @@ class PageAlloc:
         for k in range(order, NR_PAGE_ORDERS):
             fl = free_list[k][mt]
             if fl:
-                pfn = next(iter(fl))
-                self.page_del_and_expand(zone, pfn, order, k, mt)
+                pfn = fl.popitem(last=False)[0]     # the head (page_del_and_expand)
+                mm = self.mem_map
+                i = pfn - mm.base_pfn
+                mm.flags[i] &= ~PG_buddy
+                mm.order[i] = 0
+                zone.nr_free[k] -= 1
+                nr = 1 << k
+                if k >= pageblock_order and mt != MIGRATE_ISOLATE:
+                    zone.nr_free_pages_blocks -= nr
+                if k > order:
+                    nr -= self.expand(zone, pfn, order, k, mt)
+                if mt != MIGRATE_ISOLATE:
+                    zone.nr_free_pages -= nr
+                    if mt == MIGRATE_CMA:
+                        zone.nr_free_cma -= nr
+                    elif mt == MIGRATE_HIGHATOMIC:
+                        zone.nr_free_highatomic -= nr
                 return pfn
         return None
 
@@ -678,8 +730,14 @@ class PageAlloc:
                 if not alloc_flags & ALLOC_NO_WATERMARKS:
                     mark = zone._watermark[alloc_flags & ALLOC_WMARK_MASK] + \
                         zone.watermark_boost
-                    if not self.zone_watermark_fast(zone, order, mark, highest, alloc_flags):
-                        continue
+                    # Order 0 without reserve flags: W1.1–W1.4 in one comparison.
+                    if order or alloc_flags & ALLOC_RESERVES or (
+                            zone.nr_free_pages - zone.nr_free_highatomic
+                            - (0 if alloc_flags & ALLOC_CMA else zone.nr_free_cma)
+                            <= mark + zone.lowmem_reserve[highest]):
+                        if not self.zone_watermark_fast(zone, order, mark, highest,
+                                                        alloc_flags):
+                            continue
                 pfn = self.rmqueue(zone, order, alloc_flags, mt)
                 if pfn is not None:
                     zone.numa_hit += 1
@@ -737,8 +795,10 @@ class PageAlloc:
     def _alloc_pages_pfn(self, gfp: int, order: int) -> int | None:
         if not isinstance(order, int) or order < 0:
             raise ValueError(f"order {order!r} is not a non-negative int")
-        if not isinstance(gfp, int) or gfp < 0 or gfp & ~_GFP_BITS_MASK:
-            raise ValueError(f"gfp {gfp!r} has bits pykern does not know")
+        params = self._gfp_params
+        if type(gfp) is not int or gfp not in params:
+            if not isinstance(gfp, int) or gfp < 0 or gfp & ~_GFP_BITS_MASK:
+                raise ValueError(f"gfp {gfp!r} has bits pykern does not know")
         if order > MAX_PAGE_ORDER:
             if not gfp & _GFP_NOWARN:
                 self.log.warn(f"WARNING: mm/page_alloc.c: __alloc_pages_noprof: order {order}"
@@ -746,8 +806,10 @@ class PageAlloc:
             return None
         if self.memalloc_pin:
             gfp &= ~_GFP_MOVABLE
-        highest = gfp_zone(gfp)
-        mt = gfp_migratetype(gfp)
+        cached = params.get(gfp)
+        if cached is None:
+            cached = params[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp))
+        highest, mt = cached
         if self.page_group_by_mobility_disabled:
             mt = MIGRATE_UNMOVABLE
         zonelist = self._zonelists[highest]
