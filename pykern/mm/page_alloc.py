@@ -442,8 +442,23 @@ class PageAlloc:
             self._clear_pages(pfn, n)
 
     def free_frozen_pages(self, pfn: int, order: int) -> None:
-        self.free_pages_prepare(pfn, order)
-        self.free_one_page(pfn, order, FPI_NONE)
+        """free_pages_prepare + free_one_page, with the order-0 case inline."""
+        if order or self.init_on_free:
+            self.free_pages_prepare(pfn, order)
+            self.free_one_page(pfn, order, FPI_NONE)
+            return
+        mm = self.mem_map
+        i = pfn - mm.base_pfn
+        mm.alloc_order[i] = NO_ALLOC
+        mm.flags[i] = PG_valid
+        mm.order[i] = 0
+        for start, end, zone in self._zone_spans:
+            if start <= pfn < end:
+                bits = mm.pageblock_flags[i >> pageblock_order]   # MM P4
+                mt = MIGRATE_ISOLATE if bits & PB_migrate_isolate else bits & PB_migrate_mask
+                self._free_one_page(pfn, zone, 0, mt, FPI_NONE)
+                return
+        raise ValueError(f"pfn {pfn:#x} lies in no zone")
 
     def _free_pages_core(self, pfn: int, order: int, clear: bool) -> None:
         """Boot-time release of one chunk (``__free_pages_core``, MM Z4)."""
@@ -813,11 +828,12 @@ class PageAlloc:
         if self.page_group_by_mobility_disabled:
             mt = MIGRATE_UNMOVABLE
         zonelist = self._zonelists[highest]
-        preferred = zonelist[0] if zonelist else None
-        alloc_flags = ALLOC_WMARK_LOW
+        alloc_flags = ALLOC_WMARK_LOW | (gfp & _GFP_KSWAPD_RECLAIM)
         if mt == MIGRATE_MOVABLE:
             alloc_flags |= ALLOC_CMA
-        alloc_flags |= self.alloc_flags_nofragment(preferred, gfp)
+        # alloc_flags_nofragment (MM G9), inline
+        if self.defrag_mode or (zonelist and zonelist[0].idx == ZONE_NORMAL):
+            alloc_flags |= ALLOC_NOFRAGMENT
         pfn = self.get_page_from_freelist(gfp, order, alloc_flags, highest, mt)
         if pfn is None:
             pfn = self._alloc_pages_slowpath(gfp, order, highest, mt)
