@@ -38,7 +38,7 @@ def kexec(boot: bytes, **kw: object) -> bytes:
 # ------------------------------------------------------------------ S5 boot DTB
 
 
-def test_boot_dtb_header_and_root():
+def test_boot_dtb_header_and_root() -> None:
     """ARCH S5: magic 0xD00DFEED, version 17, last-compatible 16, big-endian;
     root #address-cells = #size-cells = 2 and a compatible."""
     data = boot_dtb(BANKS, "console=ttyAMA0")
@@ -54,7 +54,7 @@ def test_boot_dtb_header_and_root():
     assert f.reservations == []
 
 
-def test_boot_dtb_memory_nodes_per_bank():
+def test_boot_dtb_memory_nodes_per_bank() -> None:
     """ARCH S5: one memory@<base> node per bank, device_type "memory", 2+2-cell reg."""
     banks = [(0x4000_0000, 0x2000_0000), (0x1_0000_0000, 0x4000_0000)]
     f = Fdt.from_bytes(boot_dtb(banks, ""))
@@ -66,7 +66,7 @@ def test_boot_dtb_memory_nodes_per_bank():
     assert parse_kexec_dtb(f.pack())["memory"] == banks
 
 
-def test_boot_dtb_gic_node():
+def test_boot_dtb_gic_node() -> None:
     """ARCH S5: the GICv3 node."""
     f = Fdt.from_bytes(boot_dtb(BANKS, ""))
     gic = f.find("/intc@8000000")
@@ -80,7 +80,7 @@ def test_boot_dtb_gic_node():
     assert gic.getprop("interrupt-controller") == b""
 
 
-def test_boot_dtb_chosen_bootargs_and_initrd():
+def test_boot_dtb_chosen_bootargs_and_initrd() -> None:
     """ARCH S5: /chosen with bootargs, plus linux,initrd-start/end (u64) when booted
     with an initrd."""
     f, chosen = chosen_of(boot_dtb(BANKS, "console=ttyAMA0 cma=64M"))
@@ -91,7 +91,7 @@ def test_boot_dtb_chosen_bootargs_and_initrd():
     assert f.getprop_u64(chosen, "linux,initrd-end") == INITRD[0] + INITRD[1]
 
 
-def test_boot_dtb_size_below_3k():
+def test_boot_dtb_size_below_3k() -> None:
     """ARCH S5: below 3 KiB for short command lines, so that the kexec dtb is one
     page for command lines up to ~1 KiB."""
     banks = [(0x4000_0000 + i * 0x1_0000_0000, 0x4000_0000) for i in range(4)]
@@ -101,7 +101,7 @@ def test_boot_dtb_size_below_3k():
     assert len(out) <= 4096
 
 
-def test_boot_dtb_extra_nodes_and_reservations():
+def test_boot_dtb_extra_nodes_and_reservations() -> None:
     data = boot_dtb(BANKS, "", extra_nodes=[
         ("/reserved-memory", [("#address-cells", b"\0\0\0\2")]),
         ("/reserved-memory/buf@50000000", [("reg", struct.pack(">QQ", 0x5000_0000, 0x1000))]),
@@ -118,7 +118,7 @@ def test_boot_dtb_extra_nodes_and_reservations():
 # ------------------------------------------------------------------ A29–A36
 
 
-def test_a29_room_is_totalsize_plus_cmdline_plus_4096():
+def test_a29_room_is_totalsize_plus_cmdline_plus_4096() -> None:
     """ARCH A29/A18: the new tree must fit (boot totalsize + strlen(cmdline) + 4096);
     otherwise FdtError (EINVAL for the loader)."""
     boot = boot_dtb(BANKS, "console=ttyAMA0")
@@ -139,7 +139,7 @@ def test_a29_room_is_totalsize_plus_cmdline_plus_4096():
     assert len(best) <= limit < len(best) + 16 + 32  # one more pair would not fit
 
 
-def test_a30_boot_dtb_reservation_removed():
+def test_a30_boot_dtb_reservation_removed() -> None:
     """ARCH A30: the reservation entry exactly covering the boot DTB goes; others stay."""
     # the entry must cover (addr, totalsize): build once to learn the size
     probe = boot_dtb(BANKS, "x", reservations=[(0x4f00_0000, 0x1000), (0x4f00_0000, 1)])
@@ -154,7 +154,7 @@ def test_a30_boot_dtb_reservation_removed():
     assert len(out["reservations"]) == 2
 
 
-def test_a30_chosen_created_when_missing():
+def test_a30_chosen_created_when_missing() -> None:
     """ARCH A30: /chosen is created under the root (libfdt: as its first child)."""
     f = Fdt.from_bytes(boot_dtb(BANKS, "x"))
     chosen = f.find("/chosen")
@@ -165,7 +165,7 @@ def test_a30_chosen_created_when_missing():
     assert out.getprop_string(out.root.children[0], "bootargs") == "new"
 
 
-def test_a31_old_crash_properties_deleted():
+def test_a31_old_crash_properties_deleted() -> None:
     """ARCH A31: linux,elfcorehdr and linux,usable-memory-range are removed."""
     boot = boot_dtb(BANKS, "x", extra_nodes=[("/chosen", [
         ("linux,elfcorehdr", struct.pack(">QQ", 1, 2)),
@@ -175,7 +175,7 @@ def test_a31_old_crash_properties_deleted():
     assert not chosen.has_prop("linux,usable-memory-range")
 
 
-def test_a32_old_initrd_reservation_exact_then_rounded():
+def test_a32_old_initrd_reservation_exact_then_rounded() -> None:
     """ARCH A32: the running kernel's initrd reservation (start, end - start) is
     deleted, or else (start, align_up(end - start, PAGE))."""
     start, length = INITRD
@@ -193,7 +193,7 @@ def test_a32_old_initrd_reservation_exact_then_rounded():
     assert parse_kexec_dtb(kexec(boot))["reservations"] == [(start, rounded + 4096)]
 
 
-def test_a32_old_initrd_32bit_cells():
+def test_a32_old_initrd_32bit_cells() -> None:
     """ARCH A32: the old values are read with of_read_number (len / 4 cells)."""
     boot = boot_dtb(BANKS, "x", extra_nodes=[("/chosen", [
         ("linux,initrd-start", struct.pack(">I", 0x4800_0000)),
@@ -202,7 +202,7 @@ def test_a32_old_initrd_32bit_cells():
     assert parse_kexec_dtb(kexec(boot))["reservations"] == []
 
 
-def test_a32_initrd_start_without_end_is_an_error():
+def test_a32_initrd_start_without_end_is_an_error() -> None:
     """ARCH A32/A18: linux,initrd-start without linux,initrd-end → FdtError (EINVAL)."""
     boot = boot_dtb(BANKS, "x", extra_nodes=[("/chosen", [
         ("linux,initrd-start", struct.pack(">Q", 0x4800_0000))])])
@@ -210,7 +210,7 @@ def test_a32_initrd_start_without_end_is_an_error():
         kexec(boot)
 
 
-def test_a33_new_initrd_properties_and_reservation():
+def test_a33_new_initrd_properties_and_reservation() -> None:
     """ARCH A33: initrd-start = address, initrd-end = address + length (exclusive, not
     rounded), both big-endian u64; reservation (address, length) appended."""
     boot = boot_dtb(BANKS, "x", reservations=[(0x4f00_0000, 0x1000)])
@@ -224,7 +224,7 @@ def test_a33_new_initrd_properties_and_reservation():
     assert parse_kexec_dtb(f.pack())["initrd"] == (addr, length)
 
 
-def test_a33_old_initrd_properties_rewritten_in_place():
+def test_a33_old_initrd_properties_rewritten_in_place() -> None:
     """ARCH A33/A36: existing initrd properties keep their slots when rewritten."""
     boot = boot_dtb(BANKS, "x", initrd=INITRD)
     _, before = chosen_of(boot)
@@ -234,7 +234,7 @@ def test_a33_old_initrd_properties_rewritten_in_place():
                              "linux,initrd-end"]
 
 
-def test_a33_no_initrd_deletes_properties():
+def test_a33_no_initrd_deletes_properties() -> None:
     """ARCH A33: without a new initrd both properties are deleted (and nothing is
     reserved); an address of 0 counts as none, as the kernel tests the address."""
     boot = boot_dtb(BANKS, "x", initrd=INITRD)
@@ -245,7 +245,7 @@ def test_a33_no_initrd_deletes_properties():
         assert f.reservations == []
 
 
-def test_a34_crash_properties_with_root_cells():
+def test_a34_crash_properties_with_root_cells() -> None:
     """ARCH A34: linux,elfcorehdr + its reservation, linux,usable-memory-range for the
     crash region then the low region, encoded with the root's cells (2/2 here)."""
     boot = boot_dtb(BANKS, "x")
@@ -262,7 +262,7 @@ def test_a34_crash_properties_with_root_cells():
     assert info["usable_memory_range"] == ranges
 
 
-def test_a34_crash_cells_default_and_one_cell():
+def test_a34_crash_cells_default_and_one_cell() -> None:
     """ARCH A34: cells come from the root: 2 and 1 when absent; 1/1 gives 8-byte pairs;
     a range that does not fit → FdtError."""
     def tree(cells: tuple[int, int] | None) -> bytes:
@@ -285,13 +285,13 @@ def test_a34_crash_cells_default_and_one_cell():
         kexec(tree((1, 1)), elfcorehdr=(0x1_7F00_0000, 0x1000))
 
 
-def test_a34_normal_image_ignores_usable_ranges():
+def test_a34_normal_image_ignores_usable_ranges() -> None:
     _, chosen = chosen_of(kexec(boot_dtb(BANKS, "x"), usable_ranges=[(0x1000, 0x1000)]))
     assert not chosen.has_prop("linux,usable-memory-range")
     assert not chosen.has_prop("linux,elfcorehdr")
 
 
-def test_a35_bootargs_set_or_deleted():
+def test_a35_bootargs_set_or_deleted() -> None:
     """ARCH A35: bootargs = the new command line; deleted when none is given."""
     boot = boot_dtb(BANKS, "old command line")
     f, chosen = chosen_of(kexec(boot, cmdline="new one"))
@@ -305,7 +305,7 @@ def test_a35_bootargs_set_or_deleted():
     assert chosen.getprop("bootargs") == b"cut\0"
 
 
-def test_a35_seeds_and_booted_from_kexec():
+def test_a35_seeds_and_booted_from_kexec() -> None:
     """ARCH A35: kaslr-seed (8 bytes) and rng-seed (128 bytes) from the caller's RNG,
     old kaslr-seed replaced, empty linux,booted-from-kexec added."""
     boot = boot_dtb(BANKS, "x", extra_nodes=[("/chosen", [("kaslr-seed", b"\1" * 8)])])
@@ -322,7 +322,7 @@ def test_a35_seeds_and_booted_from_kexec():
     assert names(chosen) == ["linux,booted-from-kexec", "rng-seed", "kaslr-seed", "bootargs"]
 
 
-def test_a35_rng_not_ready():
+def test_a35_rng_not_ready() -> None:
     """ARCH A35: without RNG the old kaslr-seed is still deleted and none is added."""
     boot = boot_dtb(BANKS, "x", extra_nodes=[("/chosen", [("kaslr-seed", b"\1" * 8)])])
     _, chosen = chosen_of(kexec(boot, rng_seed=None))
@@ -333,7 +333,7 @@ def test_a35_rng_not_ready():
         kexec(boot, rng_seed=b"short")
 
 
-def test_a35_kexec_of_a_kexec_dtb_is_stable():
+def test_a35_kexec_of_a_kexec_dtb_is_stable() -> None:
     """A second kexec from a kexec'd DTB rewrites in place, except kaslr-seed, which
     A35 deletes and re-creates (so it becomes the first property)."""
     first = kexec(boot_dtb(BANKS, "x"), initrd=(0x5000_0000, 0x1000))
@@ -345,7 +345,7 @@ def test_a35_kexec_of_a_kexec_dtb_is_stable():
     assert parse_kexec_dtb(second)["reservations"] == [(0x5000_0000, 0x1000)]
 
 
-def test_a36_packed_minimal_and_strings_appended():
+def test_a36_packed_minimal_and_strings_appended() -> None:
     """ARCH A36: packed to minimum size; new names appended to the strings block;
     new reservations appended to the map."""
     boot = boot_dtb(BANKS, "x", reservations=[(0x4f00_0000, 0x1000)])
@@ -363,7 +363,7 @@ def test_a36_packed_minimal_and_strings_appended():
     assert Fdt.from_bytes(data).pack() == data
 
 
-def test_a18_malformed_boot_dtb():
+def test_a18_malformed_boot_dtb() -> None:
     """ARCH A18: a malformed boot DTB → FdtError (EINVAL)."""
     boot = bytearray(boot_dtb(BANKS, "x"))
     boot[0] ^= 0xFF
@@ -373,7 +373,7 @@ def test_a18_malformed_boot_dtb():
         parse_kexec_dtb(bytes(boot))
 
 
-def test_parse_kexec_dtb_fields():
+def test_parse_kexec_dtb_fields() -> None:
     data = kexec(boot_dtb([(0x4000_0000, 0x1000_0000)], "x"), cmdline="root=/dev/vda",
                  initrd=(0x4800_0000, 0x3000))
     info = parse_kexec_dtb(data)
@@ -388,3 +388,16 @@ def test_parse_kexec_dtb_fields():
     boot_info = parse_kexec_dtb(boot_dtb(BANKS, "y"))
     assert boot_info["booted_from_kexec"] is False
     assert boot_info["kaslr_seed"] is None
+
+
+def test_parse_kexec_dtb_bootargs_read_as_c_string() -> None:
+    boot = boot_dtb(BANKS, "x", extra_nodes=[("/chosen", [("linux,initrd-start", bytes(8))])])
+    f, chosen = chosen_of(boot)
+    f.setprop(chosen, "bootargs", b"a\xffb\0junk\0")
+    info = parse_kexec_dtb(f.pack())
+    assert info["bootargs"] == "a\ufffdb"
+    assert info["initrd"] is None  # start without end
+    # the surrogate-escaped form of such bytes is written back byte for byte
+    _, c2 = chosen_of(kexec(boot_dtb(BANKS, "x"), cmdline=b"a\xffb".decode("utf-8",
+                                                                           "surrogateescape")))
+    assert c2.getprop("bootargs") == b"a\xffb\0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,7 +30,7 @@ def prop(nameoff: int, value: bytes) -> bytes:
     return struct.pack(">III", FDT_PROP, len(value), nameoff) + value + bytes(-len(value) % 4)
 
 
-def assemble(structure: bytes, strings: bytes, rsv: list[tuple[int, int]] = (),  # type: ignore[assignment]
+def assemble(structure: bytes, strings: bytes, rsv: Sequence[tuple[int, int]] = (),
              gap: int = 0, **override: int) -> bytes:
     """A DTB laid out as dtc does (header, rsvmap, struct, strings), optionally
     with ``gap`` zero bytes between the blocks and header words overridden."""
@@ -71,7 +72,7 @@ def props(node: FdtNode | None) -> list[str]:
 # ------------------------------------------------------------------ layout, round trip
 
 
-def test_pack_layout_is_minimal_v17():
+def test_pack_layout_is_minimal_v17() -> None:
     """ARCH A36: header (40 bytes), reservation map, structure, strings; no gaps."""
     data = sample().pack()
     h = fdt_header(data)
@@ -89,17 +90,19 @@ def test_pack_layout_is_minimal_v17():
     assert data[h["off_dt_strings"] - 4:h["off_dt_strings"]] == tok(FDT_END)
 
 
-def test_round_trip_of_pack_output():
+def test_round_trip_of_pack_output() -> None:
     data = sample().pack()
     f = Fdt.from_bytes(data)
     assert f.pack() == data
     assert props(f.root) == ["#address-cells", "#size-cells", "compatible"]
     assert [c.name for c in f.root.children] == ["memory@40000000", "chosen"]
     assert f.reservations == [(0x48000000, 0x1000)]
-    assert f.getprop_string(f.find("/chosen"), "bootargs") == "console=ttyAMA0"  # type: ignore[arg-type]
+    chosen = f.find("/chosen")
+    assert chosen is not None
+    assert f.getprop_string(chosen, "bootargs") == "console=ttyAMA0"
 
 
-def test_strings_block_in_first_use_order_and_names_padded():
+def test_strings_block_in_first_use_order_and_names_padded() -> None:
     data = sample().pack()
     f = Fdt.from_bytes(data)
     assert f.strings == (b"#address-cells\0#size-cells\0compatible\0device_type\0reg\0"
@@ -110,7 +113,7 @@ def test_strings_block_in_first_use_order_and_names_padded():
     assert len(blk) % 4 == 0
 
 
-def test_parsing_keeps_the_original_strings_order_and_nameoffs():
+def test_parsing_keeps_the_original_strings_order_and_nameoffs() -> None:
     strings = b"reg\0compatible\0"  # not first-use order
     s = (begin("") + prop(4, b"x\0") + prop(0, b"\0\0\0\1") + tok(FDT_END_NODE)
          + tok(FDT_END))
@@ -121,7 +124,7 @@ def test_parsing_keeps_the_original_strings_order_and_nameoffs():
     assert f.pack() == data
 
 
-def test_gapped_layout_packs_to_minimal():
+def test_gapped_layout_packs_to_minimal() -> None:
     """dtc -p style padding between blocks: parsed, then packed without gaps."""
     s = begin("") + prop(0, b"a\0") + tok(FDT_END_NODE) + tok(FDT_END)
     tight = assemble(s, b"model\0", rsv=[(1 << 32, 4096)])
@@ -132,14 +135,14 @@ def test_gapped_layout_packs_to_minimal():
     assert Fdt.from_bytes(tight).open_size() == len(tight)
 
 
-def test_trailing_bytes_after_totalsize_are_ignored():
+def test_trailing_bytes_after_totalsize_are_ignored() -> None:
     data = sample().pack()
     assert Fdt.from_bytes(data + b"\xff" * 100).pack() == data
     assert Fdt.from_bytes(bytearray(data)).pack() == data
     assert Fdt.from_bytes(memoryview(data)).pack() == data
 
 
-def test_nop_tokens_are_skipped():
+def test_nop_tokens_are_skipped() -> None:
     s = (begin("") + tok(FDT_NOP) + prop(0, b"a\0") + tok(FDT_NOP) + begin("n")
          + tok(FDT_END_NODE) + tok(FDT_NOP) + tok(FDT_END_NODE) + tok(FDT_END))
     f = Fdt.from_bytes(assemble(s, b"model\0"))
@@ -147,14 +150,14 @@ def test_nop_tokens_are_skipped():
     assert [c.name for c in f.root.children] == ["n"]
 
 
-def test_version16_header_is_accepted_and_packed_as_17():
+def test_version16_header_is_accepted_and_packed_as_17() -> None:
     data = sample().pack()
     v16 = data[:20] + struct.pack(">I", 16) + data[24:]
     f = Fdt.from_bytes(v16)
     assert f.pack() == data
 
 
-def test_boot_cpuid_phys_preserved():
+def test_boot_cpuid_phys_preserved() -> None:
     f = sample()
     f.boot_cpuid_phys = 3
     assert Fdt.from_bytes(f.pack()).boot_cpuid_phys == 3
@@ -163,7 +166,7 @@ def test_boot_cpuid_phys_preserved():
 # ------------------------------------------------------------------ libfdt editing rules
 
 
-def test_setprop_new_property_becomes_first():
+def test_setprop_new_property_becomes_first() -> None:
     """ARCH A36: a property created on a node becomes its first property."""
     f = Fdt.from_bytes(sample().pack())
     chosen = f.find("/chosen")
@@ -173,7 +176,7 @@ def test_setprop_new_property_becomes_first():
     assert props(chosen) == ["linux,initrd-end", "linux,initrd-start", "bootargs"]
 
 
-def test_setprop_existing_property_keeps_its_slot():
+def test_setprop_existing_property_keeps_its_slot() -> None:
     f = Fdt.from_bytes(sample().pack())
     f.setprop(f.root, "#size-cells", b"\0\0\0\2")
     assert props(f.root) == ["#address-cells", "#size-cells", "compatible"]
@@ -182,7 +185,7 @@ def test_setprop_existing_property_keeps_its_slot():
     assert Fdt.from_bytes(data).getprop(Fdt.from_bytes(data).root, "#size-cells") == b"\0\0\0\2"
 
 
-def test_new_names_appended_to_strings_existing_reused():
+def test_new_names_appended_to_strings_existing_reused() -> None:
     """ARCH A36: new property names are appended; existing ones (even as the
     tail of a longer name, as fdt_find_string_ matches) are reused."""
     f = Fdt.from_bytes(sample().pack())
@@ -207,7 +210,7 @@ def test_new_names_appended_to_strings_existing_reused():
     assert off > 0
 
 
-def test_delprop_keeps_string_and_reports_absence():
+def test_delprop_keeps_string_and_reports_absence() -> None:
     f = Fdt.from_bytes(sample().pack())
     chosen = f.find("/chosen")
     assert chosen is not None
@@ -219,7 +222,7 @@ def test_delprop_keeps_string_and_reports_absence():
     assert f.strings.count(b"bootargs\0") == 1
 
 
-def test_appendprop_extends_in_place_or_creates_first():
+def test_appendprop_extends_in_place_or_creates_first() -> None:
     f = Fdt.from_bytes(sample().pack())
     chosen = f.find("/chosen")
     assert chosen is not None
@@ -231,7 +234,7 @@ def test_appendprop_extends_in_place_or_creates_first():
     assert chosen.getprop("list") == b"\0\0\0\1\0\0\0\2"
 
 
-def test_add_subnode_first_child_and_exists():
+def test_add_subnode_first_child_and_exists() -> None:
     f = Fdt.from_bytes(sample().pack())
     node = f.add_subnode(f.root, "aliases")
     assert [c.name for c in f.root.children] == ["aliases", "memory@40000000", "chosen"]
@@ -244,7 +247,7 @@ def test_add_subnode_first_child_and_exists():
     f.add_subnode(f.root, "memory@80000000")  # different unit address is fine
 
 
-def test_del_node():
+def test_del_node() -> None:
     f = Fdt.from_bytes(sample().pack())
     chosen = f.find("/chosen")
     assert chosen is not None
@@ -254,7 +257,7 @@ def test_del_node():
         f.del_node(f.root)
 
 
-def test_bad_names_rejected():
+def test_bad_names_rejected() -> None:
     f = Fdt()
     with pytest.raises(FdtError):
         f.setprop(f.root, "a\0b", b"")
@@ -267,7 +270,7 @@ def test_bad_names_rejected():
 # ------------------------------------------------------------------ lookup
 
 
-def test_find_paths_unit_addresses_and_aliases():
+def test_find_paths_unit_addresses_and_aliases() -> None:
     f = Fdt.from_bytes(sample().pack())
     assert f.find("/") is f.root
     assert f.find("/chosen") is f.root.children[1]
@@ -286,7 +289,7 @@ def test_find_paths_unit_addresses_and_aliases():
     assert [n.path for n in f.walk()] == ["/", "/aliases", "/memory@40000000", "/chosen"]
 
 
-def test_typed_getters():
+def test_typed_getters() -> None:
     f = Fdt.from_bytes(sample().pack())
     root = f.root
     assert f.getprop_u32(root, "#address-cells") == 2
@@ -308,7 +311,7 @@ def test_typed_getters():
         f.setprop_u64(root, "x", -1)
 
 
-def test_of_read_number():
+def test_of_read_number() -> None:
     assert of_read_number(b"\0\0\0\1\0\0\0\2", 2) == (1 << 32) | 2
     assert of_read_number(b"\0\0\0\7", 1) == 7
     assert of_read_number(b"", 0) == 0
@@ -320,7 +323,7 @@ def test_of_read_number():
 # ------------------------------------------------------------------ cells (ARCH A34)
 
 
-def test_cells_defaults_and_errors():
+def test_cells_defaults_and_errors() -> None:
     """ARCH A34: #address-cells/#size-cells default to 2 and 1 when absent."""
     f = Fdt()
     assert (f.address_cells(f.root), f.size_cells(f.root)) == (2, 1)
@@ -339,7 +342,7 @@ def test_cells_defaults_and_errors():
         f.size_cells(f.root)
 
 
-def test_appendprop_addrrange_encodings_and_limits():
+def test_appendprop_addrrange_encodings_and_limits() -> None:
     f = Fdt()
     node = f.add_subnode(f.root, "chosen")
     f.appendprop_addrrange(f.root, node, "r", 0x1_2345_6789, 0x1000)  # 2 + 1 cells
@@ -372,7 +375,7 @@ def test_appendprop_addrrange_encodings_and_limits():
 # ------------------------------------------------------------------ reservation map
 
 
-def test_mem_rsv_append_delete_index():
+def test_mem_rsv_append_delete_index() -> None:
     f = Fdt()
     f.add_mem_rsv(0x1000, 0x2000)
     f.add_mem_rsv(0x8000, 0x1000)
@@ -393,7 +396,7 @@ def test_mem_rsv_append_delete_index():
     assert fdt_header(data)["off_dt_struct"] == 40 + 3 * 16
 
 
-def test_mem_rsv_zero_size_entry_becomes_the_terminator():
+def test_mem_rsv_zero_size_entry_becomes_the_terminator() -> None:
     """libfdt inserts a size-0 entry in front of the terminator: it ends the map."""
     f = Fdt()
     f.add_mem_rsv(0x1000, 0x1000)
@@ -451,20 +454,20 @@ GOOD_STRINGS = b"model\0"
     (assemble(begin("") + begin("c") + tok(FDT_END_NODE) + prop(0, b"") + tok(FDT_END_NODE)
               + tok(FDT_END), GOOD_STRINGS), "follows a subnode"),
 ])
-def test_malformed_inputs_raise_fdterror(data, words):
+def test_malformed_inputs_raise_fdterror(data: bytes, words: str) -> None:
     with pytest.raises(FdtError) as exc:
         Fdt.from_bytes(data)
     assert words in str(exc.value)
     assert isinstance(exc.value, ValueError)
 
 
-def test_unterminated_reservation_map():
+def test_unterminated_reservation_map() -> None:
     h = struct.pack(">10I", FDT_MAGIC, 56, 40, 40, 40, 17, 16, 0, 0, 0)
     with pytest.raises(FdtError, match="not terminated"):
         Fdt.from_bytes(h + struct.pack(">QQ", 1, 1))
 
 
-def test_from_bytes_rejects_non_bytes():
+def test_from_bytes_rejects_non_bytes() -> None:
     with pytest.raises(TypeError):
         Fdt.from_bytes("not bytes")  # type: ignore[arg-type]
 
@@ -476,7 +479,8 @@ VALID = sample().pack()
 @given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)),
                 min_size=1, max_size=8),
        st.integers(0, len(VALID)))
-def test_mutated_dtb_raises_only_fdterror(mutations, cut):
+def test_mutated_dtb_raises_only_fdterror(mutations: list[tuple[int, int]],
+                                         cut: int) -> None:
     """Random byte mutations (and truncation) of a valid DTB: from_bytes either
     succeeds or raises FdtError; a tree it accepts packs and re-parses stably."""
     data = bytearray(VALID)
@@ -494,7 +498,7 @@ def test_mutated_dtb_raises_only_fdterror(mutations, cut):
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
-def test_random_bytes_raise_only_fdterror(blob):
+def test_random_bytes_raise_only_fdterror(blob: bytes) -> None:
     for data in (blob, VALID[:40] + blob, VALID[:8] + blob):
         try:
             Fdt.from_bytes(data)
@@ -508,7 +512,7 @@ def test_random_bytes_raise_only_fdterror(blob):
        st.lists(st.sampled_from(["a", "b", "reg", "size-cells", "bootargs", "x@1", "x"]),
                 min_size=30, max_size=30),
        st.binary(max_size=12))
-def test_edits_round_trip(ops, names, value):
+def test_edits_round_trip(ops: list[str], names: list[str], value: bytes) -> None:
     """Whatever sequence of edits, pack() output re-parses to the same bytes."""
     f = Fdt.from_bytes(VALID)
     nodes = [f.root]

@@ -18,7 +18,7 @@ MiB = 1 << 20
 # ------------------------------------------------------------------ S1 arm64 Image
 
 
-def test_s1_arm64_header_offsets_and_defaults():
+def test_s1_arm64_header_offsets_and_defaults() -> None:
     """ARCH S1 / A.1: 64-byte little-endian header, magic at 0x38."""
     size = 10_000
     img = arm64_image(size)
@@ -37,7 +37,7 @@ def test_s1_arm64_header_offsets_and_defaults():
     assert img[64:] == payload_pattern(size - 64, 0)
 
 
-def test_s1_arm64_options():
+def test_s1_arm64_options() -> None:
     img = arm64_image(8192, text_offset=0x80000, bss=0x3000, flags=0x0E, res5=0x40,
                       code0=ARM64_CODE0_EFI)
     h = arm64_image_header(img)
@@ -51,14 +51,14 @@ def test_s1_arm64_options():
     assert arm64_image_header(arm64_image(100, image_size=0x5000))["image_size"] == 0x5000
 
 
-def test_s1_payload_deterministic_and_seeded():
+def test_s1_payload_deterministic_and_seeded() -> None:
     """ARCH S1: a deterministic payload so corruption checks can compare."""
     assert arm64_image(100_000, seed=7) == arm64_image(100_000, seed=7)
     assert arm64_image(100_000, seed=7)[64:] != arm64_image(100_000, seed=8)[64:]
     assert arm64_image(100_000, seed=7)[:64] == arm64_image(100_000, seed=8)[:64]
 
 
-def test_payload_pattern_pages_differ():
+def test_payload_pattern_pages_differ() -> None:
     data = payload_pattern(4 * MiB, 3)
     pages = {data[i:i + 4096] for i in range(0, len(data), 4096)}
     assert len(pages) == len(data) // 4096
@@ -67,7 +67,7 @@ def test_payload_pattern_pages_differ():
     assert len(payload_pattern(65537)) == 65537
 
 
-def test_large_images_build_fast():
+def test_large_images_build_fast() -> None:
     start = time.perf_counter()
     img = arm64_image(128 * MiB)
     bz = bzimage(64 * MiB)
@@ -79,7 +79,7 @@ def test_large_images_build_fast():
 # ------------------------------------------------------------------ S2 arm64 negatives
 
 
-def test_s2_short_file():
+def test_s2_short_file() -> None:
     """ARCH S2: short file (< 64 bytes) = the header truncated."""
     full = arm64_image(64)
     for n in (0, 1, 63):
@@ -88,14 +88,14 @@ def test_s2_short_file():
         arm64_image_header(arm64_image(63))
 
 
-def test_s2_wrong_magic():
+def test_s2_wrong_magic() -> None:
     h = arm64_image_header(arm64_image(4096, magic=b"ARM\x65"))
     assert h["magic"] == b"ARM\x65" and h["magic_ok"] is False
     with pytest.raises(ValueError):
         arm64_image(4096, magic=b"ARM")
 
 
-def test_s2_image_size_zero_be_flag_page_codes():
+def test_s2_image_size_zero_be_flag_page_codes() -> None:
     assert arm64_image_header(arm64_image(4096, image_size=0))["image_size"] == 0
     assert arm64_image_header(arm64_image(4096, flags=0x0B))["big_endian"] is True
     for code, size in ((2, 16 << 10), (3, 64 << 10)):
@@ -103,7 +103,7 @@ def test_s2_image_size_zero_be_flag_page_codes():
         assert h["page_size_code"] == code and h["page_size"] == size
 
 
-def test_s2_text_offset_not_page_multiple_and_file_longer_than_image_size():
+def test_s2_text_offset_not_page_multiple_and_file_longer_than_image_size() -> None:
     assert arm64_image_header(arm64_image(8192, text_offset=0x800))["text_offset"] == 0x800
     img = arm64_image(3 * 4096, image_size=4096)
     assert len(img) == 3 * 4096 and arm64_image_header(img)["image_size"] == 4096
@@ -112,7 +112,7 @@ def test_s2_text_offset_not_page_multiple_and_file_longer_than_image_size():
 # ------------------------------------------------------------------ S3 bzImage
 
 
-def test_s3_bzimage_fields_at_their_offsets():
+def test_s3_bzimage_fields_at_their_offsets() -> None:
     """ARCH S3 / X.1."""
     size = 1 * MiB
     bz = bzimage(size)
@@ -140,7 +140,7 @@ def test_s3_bzimage_fields_at_their_offsets():
     assert 0x202 + bz[0x201] == 0x26C  # the header copy ends at 0x26C
 
 
-def test_s3_header_parser():
+def test_s3_header_parser() -> None:
     h = bzimage_header(bzimage(3 * MiB, setup_sects=3, init_size=8 * MiB,
                                xloadflags=0x23, pref_address=0x2000000))
     assert h["setup_sects"] == 3 and h["kern16"] == 4 * 512
@@ -158,7 +158,7 @@ def test_s3_header_parser():
         bzimage_header(bzimage(0x26B))
 
 
-def test_s3_init_size_default_rounding():
+def test_s3_init_size_default_rounding() -> None:
     assert bzimage_header(bzimage(1024 + 2 * MiB))["init_size"] == 2 * MiB
     assert bzimage_header(bzimage(1025 + 2 * MiB))["init_size"] == 4 * MiB
 
@@ -166,7 +166,7 @@ def test_s3_init_size_default_rounding():
 # ------------------------------------------------------------------ S4 bzImage negatives
 
 
-def test_s4_negative_variants():
+def test_s4_negative_variants() -> None:
     assert len(bzimage(1023)) == 1023 and bzimage(1023) == bzimage(4096)[:1023]
     assert bzimage(600)[:0x1F1] == bytes(0x1F1)
     assert bzimage_header(bzimage(4096, magic=b"HdrT"))["magic_ok"] is False

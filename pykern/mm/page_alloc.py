@@ -255,11 +255,24 @@ class PageAlloc:
 
     def expand(self, zone: Zone, pfn: int, low: int, high: int, mt: int) -> int:
         """MM A6.1: give back the upper halves, each at the head of its list."""
+        mm = self.mem_map
+        flags, orders, freelist_mt, base = mm.flags, mm.order, mm.freelist_mt, mm.base_pfn
+        free_list, nr_free = zone.free_list, zone.nr_free
         nr_added = 0
-        while high > low:
+        while high > low:                      # _add_to_free_list(…, tail=False), inline
             high -= 1
             size = 1 << high
-            self._add_to_free_list(pfn + size, zone, high, mt, False)
+            p = pfn + size
+            i = p - base
+            flags[i] |= PG_buddy
+            orders[i] = high
+            freelist_mt[i] = mt
+            fl = free_list[high][mt]
+            fl[p] = None
+            fl.move_to_end(p, last=False)
+            nr_free[high] += 1
+            if high >= pageblock_order and mt != MIGRATE_ISOLATE:
+                zone.nr_free_pages_blocks += size
             nr_added += size
         return nr_added
 
@@ -301,7 +314,13 @@ class PageAlloc:
                 if buddy_mt != mt and not (migratetype_is_mergeable(mt)
                                            and migratetype_is_mergeable(buddy_mt)):
                     break
-            self._del_page_from_free_list(buddy_pfn, zone, order, mm.freelist_mt[j])
+            list_mt = mm.freelist_mt[j]        # _del_page_from_free_list, inline
+            del zone.free_list[order][list_mt][buddy_pfn]
+            flags[j] &= ~PG_buddy
+            orders[j] = 0
+            zone.nr_free[order] -= 1
+            if order >= pageblock_order and list_mt != MIGRATE_ISOLATE:
+                zone.nr_free_pages_blocks -= 1 << order
             if buddy_mt != mt:
                 self.set_pageblock_migratetype(buddy_pfn, mt)
             pfn &= buddy_pfn

@@ -268,7 +268,7 @@ def parse_kexec_dtb(dtb: bytes) -> dict[str, Any]:
     """What the next kernel reads from the DTB it was handed.
 
     Keys: ``memory`` (list of ``(base, size)`` from the memory nodes),
-    ``bootargs`` (str or None), ``initrd`` (``(start, length)`` or None, from
+    ``bootargs`` (str up to the first NUL, undecodable bytes replaced, or None), ``initrd`` (``(start, length)`` or None, from
     ``linux,initrd-start``/``-end``), ``reservations`` (the reservation map),
     ``elfcorehdr`` (``(address, size)`` or None), ``usable_memory_range``
     (list of ``(start, size)``), ``booted_from_kexec`` (bool), ``kaslr_seed``
@@ -292,7 +292,11 @@ def parse_kexec_dtb(dtb: bytes) -> dict[str, Any]:
     }
     if chosen is None:
         return result
-    result["bootargs"] = fdt.getprop_string(chosen, PROP_BOOTARGS)
+    bootargs = chosen.getprop(PROP_BOOTARGS)
+    if bootargs is not None:
+        # read as C code does (up to the first NUL); bytes that are not UTF-8 are
+        # replaced rather than refused, so a strange command line still boots
+        result["bootargs"] = bootargs.split(b"\0", 1)[0].decode("utf-8", "replace")
     start = chosen.getprop(PROP_INITRD_START)
     end = chosen.getprop(PROP_INITRD_END)
     if start is not None and end is not None:

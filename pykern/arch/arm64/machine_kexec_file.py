@@ -69,7 +69,7 @@ def _kexec_dtb(m: Machine, image: KImage, initrd: tuple[int, int] | None,
     usable = []
     if crash and m.crashk_res is not None:
         usable = [(m.crashk_res[0], m.crashk_res[1] - m.crashk_res[0])]
-    text = cmdline[:-1].decode(errors="replace") if cmdline else None
+    text = cmdline[:-1].decode("utf-8", "surrogateescape") if cmdline else None
     try:
         return create_dtb(m.boot_dtb, cmdline=text, initrd=initrd, elfcorehdr=elfcorehdr,
                           usable_ranges=usable, rng_seed=seed, boot_dtb_addr=None)
