@@ -623,6 +623,8 @@ def _misuse_machine() -> tuple[Machine, Page]:
     ("reserved page (kernel image)", lambda p: 0x40000, 0),
     ("reserved page, last of the image", lambda p: 0x40000 + 4095, 0),
     ("order 11", lambda p: p.pfn, 11),
+    ("order 255 (the memmap's 'no allocation' mark) on a tail page", lambda p: p.pfn + 1, 255),
+    ("order 255 on a free page", lambda p: p.pfn + 4, 255),
     ("order -1", lambda p: p.pfn, -1),
 ])
 def test_mm_v2_bad_free_raises_naming_pfn(what: str, pfn_of: Any, order: int) -> None:

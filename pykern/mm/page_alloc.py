@@ -414,7 +414,7 @@ class PageAlloc:
         # The usual case in one test: the valid, unreserved, non-buddy first page of a
         # live allocation of exactly this order (alloc_order is NO_ALLOC on every other
         # page, free ones included), with a reference.  Anything else: _check_free.
-        if not (type(order) is int and 0 <= i < len(mm.flags)
+        if not (type(order) is int and order <= MAX_PAGE_ORDER and 0 <= i < len(mm.flags)
                 and mm.flags[i] & _FREE_CHECK == PG_valid and mm.alloc_order[i] == order
                 and mm.refcount[i] > 0):
             self._check_free(pfn, order)
