@@ -27,7 +27,10 @@ class PhysMem:
     def __init__(self, banks: list[tuple[int, int]], memops: MemOps) -> None:
         self.banks = sorted(banks)
         total = sum(size for _, size in self.banks)
-        self.buf = mmap.mmap(-1, total, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            self.buf = mmap.mmap(-1, total, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except (OSError, OverflowError) as exc:
+            raise ValueError(f"ram: cannot map {total} bytes of emulated RAM ({exc})") from None
         self._memops = memops
         # Runs of physically adjacent banks: (base, end, buffer offset).
         runs: list[tuple[int, int, int]] = []
