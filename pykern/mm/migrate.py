@@ -91,21 +91,29 @@ def _move_mapping(m: Machine, src: int, dst: int) -> None:
     """MM M5: contents, flags and the one mapping go from ``src`` to ``dst``."""
     mm = m.mm
     mem = mm.mem_map
-    si, di = src - mem.base_pfn, dst - mem.base_pfn
-    m.ram.copy(dst << 12, src << 12, 4096)
-    keep = mem.flags[si] & (PG_anon | PG_unevictable)
-    mem.flags[di] |= keep | PG_lru
-    mem.mapcount[di] = mem.mapcount[si]
-    mem.mapcount[si] = 0
-    mem.flags[si] &= ~(PG_anon | PG_unevictable | PG_lru)
-    task_id, vpn = m.rmap.get(src)
-    m.rmap.clear(src)
-    m.rmap.set(dst, task_id, vpn)
+    base = mem.base_pfn
+    si, di = src - base, dst - base
+    ram = m.ram
+    so, do = ram.offset(src << 12, 4096), ram.offset(dst << 12, 4096)
+    ram.buf[do:do + 4096] = ram.buf[so:so + 4096]
+    flags = mem.flags
+    flags[di] |= (flags[si] & (PG_anon | PG_unevictable)) | PG_lru
+    flags[si] &= ~(PG_anon | PG_unevictable | PG_lru)
+    mapcount = mem.mapcount
+    mapcount[di] = mapcount[si]
+    mapcount[si] = 0
+    rmap = m.rmap
+    ri, rj = src - rmap.base_pfn, dst - rmap.base_pfn
+    task_id, vpn = rmap.owner[ri], rmap.vpn[ri]
+    rmap.owner[ri] = rmap.vpn[ri] = 0
+    rmap.owner[rj], rmap.vpn[rj] = task_id, vpn
     task = m.tasks.get(task_id)
     if task is not None:
         task.remap(vpn, dst)
-    mm.page_zone(src).nr_inactive_anon -= 1
-    mm.page_zone(dst).nr_inactive_anon += 1
+    src_zone, dst_zone = mm.page_zone(src), mm.page_zone(dst)
+    if src_zone is not dst_zone:
+        src_zone.nr_inactive_anon -= 1
+        dst_zone.nr_inactive_anon += 1
     # The source held its mapping and the isolation reference; both go now.
     mem.refcount[si] = 1
     mm.free_pages(src, 0)
@@ -130,11 +138,11 @@ def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
             failed.append(pages.pop(0))
             continue
         zone_gfp = gfp | (G.__GFP_HIGHMEM if mm.page_zone(src).idx == ZONE_MOVABLE else 0)
-        dst = mm.alloc_pages(zone_gfp, 0)
+        dst = mm._alloc_pages_pfn(zone_gfp, 0)
         if dst is None:
             pages.extend(failed)
             return -errno.ENOMEM
         pages.pop(0)
-        _move_mapping(m, src, dst.pfn)
+        _move_mapping(m, src, dst)
     pages.extend(failed)
     return len(failed)
