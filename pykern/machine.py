@@ -172,7 +172,9 @@ class Machine:
         self.cma_areas_arg = [_cma_area_args(k, a) and a for k, a in enumerate(cma_areas)]
         self.cpu_features = cpu_features
         self.boot_params: BootParams = parse_boot_params(cmdline)
-        self.ram = PhysMem(self.banks, self.memops)
+        self.physmem = PhysMem(self.banks, self.memops)
+        #: api.md `m.ram`: the RAM buffer itself (writable, buffer protocol).
+        self.ram = self.physmem.buf
         self.generation = 0
         self._handover: dict[str, Any] | None = None
         self.halted = False
@@ -412,7 +414,7 @@ class Machine:
         # Pageblocks start Movable (MM Z3).
         mem_map.pageblock_flags[:] = b"\x01" * len(mem_map.pageblock_flags)
         self.zones = zones
-        self.mm = PageAlloc(mem_map, zones, self.log, self.ram.clear_pages, arch=self.arch,
+        self.mm = PageAlloc(mem_map, zones, self.log, self.physmem.clear_pages, arch=self.arch,
                             init_on_alloc=self.boot_params.init_on_alloc,
                             init_on_free=self.boot_params.init_on_free)
         self.mm.totalcma_pages = sum(cma.count for cma in self.cma_areas)
@@ -558,10 +560,10 @@ class Machine:
         write_file(self, path, text)
 
     def phys_read(self, addr: int, n: int) -> bytes:
-        return self.ram.read(addr, n)
+        return self.physmem.read(addr, n)
 
     def phys_write(self, addr: int, data: bytes) -> None:
-        self.ram.write(addr, data)
+        self.physmem.write(addr, data)
 
     def iomem_resources(self) -> list[Resource]:
         """MM T6: the resource tree, rebuilt from the boot's reservations."""

@@ -86,7 +86,7 @@ def test_k16_12_twins_leave_identical_ram() -> None:
         m, _ = _loaded("arm64", KEXEC_FILE_NO_CMA, extensions=ext)
         r = m.kernel_kexec()
         assert r.hot_phase_pages > 0
-        rams.append(bytes(m.ram.buf))
+        rams.append(bytes(m.ram))
     assert rams[0] == rams[1]
 
 

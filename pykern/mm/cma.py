@@ -216,10 +216,14 @@ class Cma:
         if cmr.bitmap.find(0, bit, bit + nbits) >= 0:
             raise ValueError(f"cma_release: {self.name}: pfn {pfn:#x}+{count} was not "
                              "handed out by this area (bitmap bits clear)")
-        mm = self._m.mm
-        for p in range(pfn, pfn + count):
-            if mm.page_is_free(p) or mm.mem_map.refcount[p - mm.mem_map.base_pfn] <= 0:
-                raise ValueError(f"cma_release: {self.name}: pfn {p:#x} is not allocated")
+        mem = self._m.mm.mem_map
+        i = pfn - mem.base_pfn
+        # Pages alloc_contig_range handed out are order-0 allocations with a reference
+        # (MM R7); a free page or the tail of a free block has alloc_order NO_ALLOC.
+        orders, refs = mem.alloc_order[i:i + count], mem.refcount[i:i + count]
+        if count and (orders.count(0) != count or min(refs) <= 0):
+            bad = next(k for k in range(count) if orders[k] != 0 or refs[k] <= 0)
+            raise ValueError(f"cma_release: {self.name}: pfn {pfn + bad:#x} is not allocated")
         from .page_alloc_contig import free_contig_range
         free_contig_range(self._m, pfn, count)
         cmr.bitmap[bit:bit + nbits] = bytes(nbits)

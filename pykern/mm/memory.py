@@ -80,7 +80,7 @@ class PhysMem:
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         n = len(data)
         off = self.offset(addr, n)
-        self.buf[off:off + n] = bytes(data) if not isinstance(data, bytes) else data
+        self.buf[off:off + n] = data
 
     def clear(self, addr: int, n: int) -> None:
         self._memops.zero_range(self.buf, self.offset(addr, n), n)

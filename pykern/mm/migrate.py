@@ -93,7 +93,7 @@ def _move_mapping(m: Machine, src: int, dst: int) -> None:
     mem = mm.mem_map
     base = mem.base_pfn
     si, di = src - base, dst - base
-    ram = m.ram
+    ram = m.physmem
     so, do = ram.offset(src << 12, 4096), ram.offset(dst << 12, 4096)
     ram.buf[do:do + 4096] = ram.buf[so:so + 4096]
     flags = mem.flags

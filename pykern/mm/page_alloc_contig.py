@@ -97,7 +97,7 @@ def _hand_out(m: Machine, start: int, end: int, gfp: int) -> None:
     for k in range(i, j):
         mem.refcount[k] = 1
     if gfp & G.__GFP_ZERO:
-        m.ram.clear_pages(start, end - start)
+        m.physmem.clear_pages(start, end - start)
 
 
 def alloc_contig_range(m: Machine, start: int, end: int, acr_flags: int, gfp: int) -> int:

@@ -121,12 +121,12 @@ class Task:
         view = memoryview(bytes(data))
         chunks = self._chunks(va, len(view))
         for phys, off, length in chunks:
-            self._m.ram.write(phys, view[off:off + length])
+            self._m.physmem.write(phys, view[off:off + length])
 
     def read(self, va: int, n: int) -> bytes:
         """``n`` bytes from ``va``."""
         self._check_alive()
-        return b"".join(self._m.ram.read(phys, length) for phys, _, length in
+        return b"".join(self._m.physmem.read(phys, length) for phys, _, length in
                         self._chunks(va, n))
 
     # ----------------------------------------------------------------- pins

@@ -64,7 +64,7 @@ def purgatory_verify(m: Machine, purgatory_mem: int) -> bool:
 
     Reads the table and digest from the purgatory as it lies in RAM.
     """
-    blob = m.ram.read(purgatory_mem, PURGATORY_BUFSZ)
+    blob = m.physmem.read(purgatory_mem, PURGATORY_BUFSZ)
     if not blob.startswith(_MAGIC):
         return False
     sha = hashlib.sha256()
@@ -72,7 +72,7 @@ def purgatory_verify(m: Machine, purgatory_mem: int) -> bool:
         start, length = struct.unpack_from("<QQ", blob, _SHA_REGIONS + 16 * k)
         if not length:
             continue
-        if not m.ram.is_ram(start, length):
+        if not m.physmem.is_ram(start, length):
             return False
-        sha.update(m.ram.read(start, length))
+        sha.update(m.physmem.read(start, length))
     return sha.digest() == blob[_SHA_DIGEST:_SHA_DIGEST + 32]

@@ -82,8 +82,9 @@ class KImage:
     control_code_page: int | None = None
     swap_page: int | None = None
     arch: dict[str, Any] = field(default_factory=dict)
-    #: Bytes each segment must hold once the image runs (K16.11), fixed at load end.
-    reference: list[bytes] = field(default_factory=list)
+    #: K16.11: the tail past bufsz of each CMA-backed segment as the load left it (None for
+    #: walk-placed and crash segments, whose tail must be zeros); fixed at load end.
+    reference_tails: list[bytes | None] = field(default_factory=list)
     _m: Machine | None = None
     _dest_index: dict[int, int] = field(default_factory=dict)
     _dest_set: set[int] = field(default_factory=set)
@@ -109,6 +110,13 @@ class KImage:
     @property
     def unusable_pages(self) -> list[int]:
         return list(self.unusable_pages_list)
+
+    def reference(self, idx: int) -> bytes:
+        """K16.11: what segment ``idx`` must hold once the next kernel runs."""
+        seg = self.segments[idx]
+        tail = self.reference_tails[idx] if idx < len(self.reference_tails) else None
+        body = seg.buf if len(seg.buf) == seg.bufsz else seg.buf[:seg.bufsz]
+        return bytes(body) + (tail if tail is not None else bytes(seg.memsz - seg.bufsz))
 
     def entries(self) -> list[tuple[str, int]]:
         """The entry words in walk order from ``head`` (K10.9)."""
@@ -136,7 +144,7 @@ def _kind(word: int) -> str:
 def _read_word(m: Machine, image: KImage, loc: int) -> int:
     if loc == HEAD:
         return image.head
-    value: int = struct.unpack_from("<Q", m.ram.buf, m.ram.offset(loc, 8))[0]
+    value: int = struct.unpack_from("<Q", m.ram, m.physmem.offset(loc, 8))[0]
     return value
 
 
@@ -144,7 +152,7 @@ def _write_word(m: Machine, image: KImage, loc: int, value: int) -> None:
     if loc == HEAD:
         image.head = value
     else:
-        struct.pack_into("<Q", m.ram.buf, m.ram.offset(loc, 8), value & _U64)
+        struct.pack_into("<Q", m.ram, m.physmem.offset(loc, 8), value & _U64)
 
 
 def for_each_kimage_entry(m: Machine, image: KImage) -> list[tuple[int, int]]:
@@ -186,7 +194,7 @@ def kimage_alloc_pages(m: Machine, gfp: int, order: int) -> int | None:
         for j in range(i, i + (1 << order)):
             mem.flags[j] |= PG_reserved
     if gfp & G.__GFP_ZERO:
-        m.ram.clear_pages(page.pfn, 1 << order)
+        m.physmem.clear_pages(page.pfn, 1 << order)
     return page.phys
 
 
@@ -212,12 +220,12 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> 
             break
         if (addr + size - 1 >= limit
                 or kimage_is_destination_range(image, addr, addr + size - 1)):
-            extra.insert(0, addr)
+            extra.append(addr)
             continue
         got = addr
         image.control_pages_list.insert(0, (addr, order))
         break
-    for addr in extra:
+    for addr in reversed(extra):    # the kernel frees its set-aside list head first
         kimage_free_pages(m, addr, order)
     return got
 
@@ -273,7 +281,7 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int) -> 
         if loc is not None:
             word = _read_word(m, image, loc)
             old = word & PAGE_MASK
-            m.ram.copy(addr, old, PAGE_SIZE)
+            m.physmem.copy(addr, old, PAGE_SIZE)
             _write_word(m, image, loc, addr | (word & ~PAGE_MASK & 0xFFF))
             return old
         image.dest_pages_list.insert(0, addr)
@@ -286,8 +294,8 @@ def kimage_add_entry(m: Machine, image: KImage, word: int) -> None:
     entry = image.entry
     if entry != HEAD:
         # Fast path: the word and its zero terminator both fit in this page.
-        buf = m.ram.buf
-        off = m.ram.offset(entry, 8)
+        buf = m.ram
+        off = m.physmem.offset(entry, 8)
         if _WORD.unpack_from(buf, off)[0] != 0:
             entry += 8
             off += 8
@@ -329,7 +337,7 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
     seg = image.segments[idx]
     buf = memoryview(seg.buf)
     kimage_add_entry(m, image, (seg.mem & PAGE_MASK) | IND_DESTINATION)
-    ram = m.ram
+    ram = m.physmem
     rbuf = ram.buf
     zero = bytes(PAGE_SIZE)
     ubytes, maddr, mbytes, off = seg.bufsz, seg.mem, seg.memsz, 0
@@ -358,17 +366,17 @@ def kimage_load_cma_segment(m: Machine, image: KImage, idx: int) -> None:
     block = image.segment_cma[idx]
     assert block is not None
     at = seg.mem if "arm64-text-offset-cma" in m.fixes else block.phys
-    m.ram.write(at, seg.buf[:seg.bufsz])
+    m.physmem.write(at, memoryview(seg.buf)[:seg.bufsz])
     if "cma-stale-tail" in m.fixes and seg.memsz > seg.bufsz:
-        m.ram.clear(at + seg.bufsz, seg.memsz - seg.bufsz)
+        m.physmem.clear(at + seg.bufsz, seg.memsz - seg.bufsz)
 
 
 def kimage_load_crash_segment(m: Machine, image: KImage, idx: int) -> None:
     """K12.5: the crash region is written at load time, tail zeroed."""
     seg = image.segments[idx]
-    m.ram.write(seg.mem, seg.buf[:seg.bufsz])
+    m.physmem.write(seg.mem, seg.buf[:seg.bufsz])
     if seg.memsz > seg.bufsz:
-        m.ram.clear(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)
+        m.physmem.clear(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)
 
 
 def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:

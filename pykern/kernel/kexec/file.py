@@ -333,7 +333,7 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
         m.kexec_file_dbg_print = False
         raise OSError(exc.errno, exc.strerror) from None
     _debug_segments(m, image, flags)
-    image.reference = [_reference_bytes(m, image, i) for i in range(image.nr_segments)]
+    image.reference_tails = [_reference_tail(m, image, i) for i in range(image.nr_segments)]
     m.kexec_file_dbg_print = False
     old = m.kexec_crash_image if crash else m.kexec_image
     _install(m, crash, image)
@@ -347,12 +347,9 @@ def _install(m: Machine, crash: bool, image: KImage | None) -> None:
         m.kexec_image = image
 
 
-def _reference_bytes(m: Machine, image: KImage, idx: int) -> bytes:
-    """K16.11: what segment ``idx`` must hold when the next kernel runs."""
+def _reference_tail(m: Machine, image: KImage, idx: int) -> bytes | None:
+    """K16.11: a CMA segment's tail as the load left it; None means zeros."""
     seg = image.segments[idx]
-    body = seg.buf[:seg.bufsz]
-    if image.segment_cma[idx] is not None:
-        tail = m.ram.read(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)
-        return body + tail
-    return body + bytes(seg.memsz - seg.bufsz)
-
+    if image.segment_cma[idx] is None or seg.memsz == seg.bufsz:
+        return None
+    return m.physmem.read(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)

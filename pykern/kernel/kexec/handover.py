@@ -34,7 +34,7 @@ def _arm64_info(m: Machine, image: KImage) -> dict[str, Any]:
     dtb_mem = image.arch["dtb_mem"]
     dtb_seg = _segment_at(image, dtb_mem)
     size = next(s.bufsz for s in image.segments if s.mem == dtb_mem)
-    dtb = m.ram.read(dtb_mem, size)
+    dtb = m.physmem.read(dtb_mem, size)
     kernel = (image.segments[0].mem, image.segments[0].mem + image.segments[0].memsz)
     info: dict[str, Any] = {"kernel": kernel, "dtb": dtb, "memory": list(m.banks),
                             "cmdline": "", "initrd": None}
@@ -64,13 +64,13 @@ def _arm64_info(m: Machine, image: KImage) -> dict[str, Any]:
 
 def _x86_info(m: Machine, image: KImage) -> dict[str, Any]:
     bp = image.arch["boot_params"]
-    zero = m.ram.read(bp, 4096)
+    zero = m.physmem.read(bp, 4096)
     ptr = struct.unpack_from("<I", zero, 0x228)[0] | (struct.unpack_from("<I", zero, 0xC8)[0]
                                                       << 32)
     cmdline = ""
-    if m.ram.is_ram(ptr, 1):
-        n = min(4096, m.ram.size)
-        raw = m.ram.read(ptr, n) if m.ram.is_ram(ptr, n) else m.ram.read(ptr, 1)
+    if m.physmem.is_ram(ptr, 1):
+        n = min(4096, m.physmem.size)
+        raw = m.physmem.read(ptr, n) if m.physmem.is_ram(ptr, n) else m.physmem.read(ptr, 1)
         cmdline = raw.split(b"\0", 1)[0].decode(errors="replace")
     count = min(zero[0x1E8], 128)
     memory = []

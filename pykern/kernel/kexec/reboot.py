@@ -49,8 +49,8 @@ class RelocationError(RuntimeError):
 def diff_runs(m: Machine, start: int, expected: bytes, idx: int) -> list[tuple[int, int, int]]:
     """Maximal runs where RAM at ``start`` differs from ``expected``."""
     memops = m.memops
-    buf = m.ram.buf
-    off = m.ram.offset(start, len(expected))
+    buf = m.ram
+    off = m.physmem.offset(start, len(expected))
     n = len(expected)
     runs: list[tuple[int, int, int]] = []
     pos = 0
@@ -70,8 +70,8 @@ def diff_runs(m: Machine, start: int, expected: bytes, idx: int) -> list[tuple[i
 def _corrupted(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
     runs: list[tuple[int, int, int]] = []
     for idx, seg in enumerate(image.segments):
-        if m.ram.is_ram(seg.mem, seg.memsz):
-            runs += diff_runs(m, seg.mem, image.reference[idx], idx)
+        if m.physmem.is_ram(seg.mem, seg.memsz):
+            runs += diff_runs(m, seg.mem, image.reference(idx), idx)
     return sorted(runs)
 
 
@@ -87,11 +87,11 @@ def _verified(m: Machine, image: KImage) -> bool:
 def relocate_kernel(m: Machine, image: KImage, result: KexecResult) -> None:
     """K16.3: walk ``head`` and copy every SOURCE page, chunk by chunk."""
     walker = get_relocate(m.extensions)
-    runs = [v for run in m.ram._runs for v in run]
+    runs = [v for run in m.physmem._runs for v in run]
     loc, dest = -1, 0
     t0 = time.perf_counter()
     while True:
-        status, loc, dest, done, word = walker.relocate_walk(m.ram.buf, runs, image.head, loc,
+        status, loc, dest, done, word = walker.relocate_walk(m.ram, runs, image.head, loc,
                                                              dest, WALK_CHUNK)
         result.hot_phase_pages += done
         result.hot_phase_ns += done * m.copy_ns
