@@ -180,6 +180,15 @@ class Machine:
         self.halted = False
         self.copy_ns = 400
         self.devices: dict[str, Any] = {}
+        #: GIC-T9/N2: the EFI memreserve list; it survives kexec like the EFI table does.
+        self.efi_memreserve: list[tuple[int, int]] = []
+        for dev in devices or ():
+            name = getattr(dev, "name", None)
+            if not isinstance(name, str) or not hasattr(dev, "probe"):
+                raise ValueError(f"devices: {dev!r} is not a pykern device")
+            if name in self.devices:
+                raise ValueError(f"devices: two devices are named {name!r}")
+            self.devices[name] = dev
         features = ("granule_4k", "granule_16k", "granule_64k", "mixed_endian")
         if cpu_features is None:
             self.arm64_cpu_features = frozenset(features)
@@ -191,6 +200,15 @@ class Machine:
                                  f"{', '.join(features)})")
             self.arm64_cpu_features = chosen
         self.kexec_arch: KexecArch = Arm64Kexec() if arch == "arm64" else X86Kexec()
+        attached = []
+        try:
+            for dev in self.devices.values():
+                dev.attach(self)
+                attached.append(dev)
+        except ValueError:
+            for dev in attached:          # a refused machine keeps none of its devices
+                dev.machine = None
+            raise
         self._boot(first=True)
 
     # ---------------------------------------------------------------- boot
@@ -210,6 +228,9 @@ class Machine:
         self.crashk_res: tuple[int, int] | None = None
         self._reserve_cma_areas()
         self._reserve_crashkernel()
+        if handover:
+            for base, size in self.efi_memreserve:      # GIC-N2
+                mb.memblock_reserve(base, size)
         self._init_zones()
         self.rmap = Rmap(self.mm.mem_map.base_pfn, self.mm.mem_map.nr_slots)
         self.tasks: dict[int, Task] = {}
@@ -234,6 +255,8 @@ class Machine:
         self.kexec_in_progress = False
         if handover and handover.get("initrd"):
             self._free_initrd_mem(*handover["initrd"])
+        for dev in self.devices.values():                # GIC-B1: device-list order
+            dev.probe(self)
 
     def _free_initrd_mem(self, start: int, size: int) -> None:
         """The initrd's pages go to the buddy allocator at the end of boot (MM Z0.3)."""

@@ -121,3 +121,18 @@ def test_walk_stops_at_a_source_outside_ram(impl: object) -> None:
     status, _, dest, done, word = _walk(impl, ram, head, 100)[-1]
     assert status == 3 and done == 0 and dest == _phys(10) and word == (BASE + 33 * 4096) | 0x8
     assert bytes(ram) == before
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_walk_loop_budget(impl: object) -> None:
+    """K16.3: an INDIRECTION word naming its own page would loop forever; with a word
+    budget both twins return WALK_LOOP (5) after exactly that many words, RAM untouched."""
+    ram = bytearray(64 * 4096)
+    struct.pack_into("<Q", ram, 0, _phys(0) | 0x2)
+    before = bytes(ram)
+    walk = getattr(impl, "relocate_walk")
+    status, loc, dest, done, word = walk(ram, _runs(), _phys(0) | 0x2, -1, 0, 10, 1000)
+    assert (status, loc, done) == (5, _phys(0), 0) and bytes(ram) == before
+    assert getattr(impl, "WALK_LOOP") == 5
+    # a budget large enough for a real list changes nothing
+    assert walk(ram, _runs(), 0x4, -1, 0, 10, 1)[0] == 0

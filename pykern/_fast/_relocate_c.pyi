@@ -9,6 +9,7 @@ WALK_MORE: int
 WALK_BAD_WORD: int
 WALK_BAD_SOURCE: int
 WALK_BAD_DEST: int
+WALK_LOOP: int
 
 def relocate_walk(ram: Buffer, runs_obj: Sequence[int], head: int, loc: int, dest: int,
-                  max_sources: int) -> tuple[int, int, int, int, int]: ...
+                  max_sources: int, max_words: int = ...) -> tuple[int, int, int, int, int]: ...

@@ -21,12 +21,14 @@ cdef enum:
     C_BAD_WORD = 2
     C_BAD_SOURCE = 3
     C_BAD_DEST = 4
+    C_LOOP = 5
 
 WALK_DONE = C_DONE
 WALK_MORE = C_MORE
 WALK_BAD_WORD = C_BAD_WORD
 WALK_BAD_SOURCE = C_BAD_SOURCE
 WALK_BAD_DEST = C_BAD_DEST
+WALK_LOOP = C_LOOP
 
 cdef uint64_t PAGE_MASK = ~(<uint64_t>0xFFF)
 
@@ -42,7 +44,8 @@ cdef inline int64_t _offset(const int64_t[::1] runs, uint64_t addr, uint64_t n) 
     return -1
 
 
-def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, max_sources):
+def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, max_sources,
+                  max_words=-1):
     """See :func:`pykern._fast._relocate_py.relocate_walk`."""
     cdef int64_t[::1] runs
     import array
@@ -51,12 +54,17 @@ def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, ma
     cdef int state = 0 if loc == -1 else (2 if loc == -2 else 1)  # 0 head, 1 RAM, 2 past head
     cdef uint64_t c_loc = 0 if state != 1 else <uint64_t>loc
     cdef int64_t off, src, dst
-    cdef long long done = 0, limit = max_sources
+    cdef long long done = 0, limit = max_sources, words = 0, word_limit = max_words
     cdef int status = -1
     cdef Py_ssize_t size = ram.shape[0]
     cdef unsigned char *base = &ram[0]
     with nogil:
         while True:
+            if words == word_limit:
+                status = C_LOOP
+                word = 0
+                break
+            words += 1
             if state == 2:
                 status = C_DONE
                 break

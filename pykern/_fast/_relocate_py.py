@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["relocate_walk", "WALK_DONE", "WALK_MORE", "WALK_BAD_WORD", "WALK_BAD_SOURCE",
-           "WALK_BAD_DEST"]
+           "WALK_BAD_DEST", "WALK_LOOP"]
 
 IND_DESTINATION = 0x1
 IND_INDIRECTION = 0x2
@@ -29,6 +29,7 @@ WALK_MORE = 1         #: max_sources reached; call again with the returned state
 WALK_BAD_WORD = 2     #: the next entry word itself is not in RAM
 WALK_BAD_SOURCE = 3   #: a SOURCE page is not (wholly) RAM
 WALK_BAD_DEST = 4     #: the destination page is not (wholly) RAM
+WALK_LOOP = 5         #: more than max_words words read in this call: a looping list
 
 _WORD = struct.Struct("<Q")
 
@@ -42,15 +43,21 @@ def _offset(runs: Sequence[int], addr: int, n: int) -> int:
 
 
 def relocate_walk(ram: Any, runs: Sequence[int], head: int, loc: int, dest: int,
-                  max_sources: int) -> tuple[int, int, int, int, int]:
+                  max_sources: int, max_words: int = -1) -> tuple[int, int, int, int, int]:
     """Walk from ``loc`` (-1: the head word) with destination cursor ``dest``.
 
     Returns ``(status, loc, dest, sources_done, word)``: where to resume, how
     many SOURCE pages were copied, and the word being processed when the walk
-    stopped (the offending word for the WALK_BAD_* statuses).
+    stopped (the offending word for the WALK_BAD_* statuses).  ``max_words``
+    (negative: no limit) bounds the words read in this call; a damaged list
+    that links back into itself would otherwise never end (WALK_LOOP).
     """
     done = 0
+    words = 0
     while True:
+        if words == max_words:
+            return WALK_LOOP, loc, dest, done, 0
+        words += 1
         if loc == -2:
             return WALK_DONE, loc, dest, done, 0
         if loc == -1:

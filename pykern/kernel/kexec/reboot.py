@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..._fast import get_relocate
+from ...drivers.base import RebootContext
+from .clock import RebootClock
 from .core import KImage
 from .uapi import KEXEC_TYPE_CRASH
 
@@ -22,8 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KexecResult", "kernel_kexec", "crash_kexec", "diff_runs"]
 
-#: SOURCE entries copied between two looks at the device clock.
-WALK_CHUNK = 256
 
 
 @dataclass
@@ -84,56 +84,138 @@ def _verified(m: Machine, image: KImage) -> bool:
     return not _corrupted(m, image)
 
 
-def relocate_kernel(m: Machine, image: KImage, result: KexecResult) -> None:
-    """K16.3: walk ``head`` and copy every SOURCE page, chunk by chunk."""
-    walker = get_relocate(m.extensions)
-    runs = [v for run in m.physmem._runs for v in run]
-    loc, dest = -1, 0
+def _planned_pages(image: KImage) -> int:
+    """K19.5: the SOURCE entries a well-formed list holds (0 for crash and all-CMA images).
+
+    [model] The reboot clock is fixed before the walk (GIC-H1 needs ``t_takeover`` to draw
+    the schedule); a list damaged in RAM may copy more or fewer pages than planned.
+    """
+    if image.image_type == KEXEC_TYPE_CRASH:
+        return 0
+    return sum(s.memsz // 4096 for i, s in enumerate(image.segments)
+               if image.segment_cma[i] is None)
+
+
+class _Walk:
+    """The relocation walk, resumable between device events (K16.3, GIC-H7)."""
+
+    def __init__(self, m: Machine, image: KImage, result: KexecResult) -> None:
+        self.m = m
+        self.image = image
+        self.result = result
+        self.walker = get_relocate(m.extensions)
+        self.runs = [v for run in m.physmem._runs for v in run]
+        self.loc, self.dest = -1, 0
+        self.finished = False
+        self.page_cap = m.physmem.size // 4096 + 1
+        self.word_budget = m.physmem.size // 8 + 16
+
+    def copy_until(self, pages: int | None) -> None:
+        """Copy until ``pages`` SOURCE entries are done in total (None: to the end)."""
+        result = self.result
+        while not self.finished:
+            # No device due: one call to the end (the cap catches a looping list).
+            target = self.page_cap + 1 if pages is None else pages
+            budget = target - result.hot_phase_pages
+            if budget <= 0:
+                return
+            status, self.loc, self.dest, done, word = self.walker.relocate_walk(
+                self.m.ram, self.runs, self.image.head, self.loc, self.dest, budget,
+                self.word_budget)
+            result.hot_phase_pages += done
+            result.hot_phase_ns += done * self.m.copy_ns
+            if status == 0:
+                self.finished = True
+            elif status == 5 or result.hot_phase_pages > self.page_cap:
+                self._fail("the entry list loops: the walk would never reach DONE", word)
+            elif status != 1:
+                what = {2: "entry word", 3: "source page", 4: "destination page"}[status]
+                self._fail(f"{what} of entry {word:#x} is outside RAM", word)
+
+    def _fail(self, why: str, word: int) -> None:
+        msg = f"relocation: {why} (at {self.loc:#x}, destination {self.dest:#x})"
+        self.m._halt(msg)
+        raise RelocationError(msg)
+
+
+def _collect_events(m: Machine, ctx: RebootContext, crash: bool) -> list[tuple[Any, ...]]:
+    """GIC-H4/H7: every device's events, drawn now, in application order."""
+    events: list[tuple[Any, ...]] = []
+    for idx, dev in enumerate(m.devices.values()):
+        dev.begin_reboot(ctx)
+        if not crash:
+            events.append((ctx.clock.t_shut[dev.name], idx, (-1,), dev.shutdown))
+        for t, key, action in dev.reboot_events(ctx):
+            events.append((t, idx, key, action))
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    return events
+
+
+def _apply(ctx: RebootContext, events: list[tuple[Any, ...]], pos: int,
+           until: int, inclusive: bool) -> int:
+    """Apply events from ``pos`` while their time is before (or at) ``until``."""
+    while pos < len(events) and (events[pos][0] < until or
+                                 (inclusive and events[pos][0] == until)):
+        t, _, _, action = events[pos]
+        ctx.now = t
+        action(ctx, t)
+        pos += 1
+    return pos
+
+
+def _reboot(m: Machine, image: KImage, crash: bool) -> KexecResult:
+    """K16/K17 with the GIC-H1 clock: devices act between chunks of the copy."""
+    devices = list(m.devices.values())
+    clock = RebootClock(copy_ns=m.copy_ns, pages=_planned_pages(image), cpus=m.cpus,
+                        crash=crash,
+                        slots=[(d.name, d.shutdown_extra_ns(m)) for d in reversed(devices)],
+                        syscore_wait_ns=max([d.syscore_wait_ns(m) for d in devices] or [0]))
+    ctx = RebootContext(m, clock, crash)
+    result = KexecResult(image_type=image.type)
+    events = _collect_events(m, ctx, crash)
+    if not crash:
+        m.log.info("kexec_core: Starting new kernel")
+    pos = _apply(ctx, events, 0, clock.t_kexec, inclusive=True)
+    walk = _Walk(m, image, result)
     t0 = time.perf_counter()
-    while True:
-        status, loc, dest, done, word = walker.relocate_walk(m.ram, runs, image.head, loc,
-                                                             dest, WALK_CHUNK)
-        result.hot_phase_pages += done
-        result.hot_phase_ns += done * m.copy_ns
-        if status == 1:
-            continue
-        if status == 0:
-            break
-        what = {2: "entry word", 3: "source page", 4: "destination page"}[status]
-        raise RelocationError(f"relocation: {what} of entry {word:#x} (at {loc:#x}, "
-                              f"destination {dest:#x}) is outside RAM")
+    while pos < len(events) and events[pos][0] <= clock.t_jump:
+        walk.copy_until(clock.pages_done_by(events[pos][0]))
+        pos = _apply(ctx, events, pos, events[pos][0], inclusive=True)
+    walk.copy_until(None)
     result.hot_phase_seconds = time.perf_counter() - t0
     result.hot_phase_bytes = 4096 * result.hot_phase_pages
-
-
-def machine_kexec(m: Machine, image: KImage, result: KexecResult) -> None:
-    """K16.5/K16.7: copy (unless DONE-only), check, hand over to the next kernel."""
-    relocate_kernel(m, image, result)
     result.verified = _verified(m, image)
     if m.arch == "x86_64" and not result.verified:
         result.corrupted = _corrupted(m, image)
+        result.scribbles = ctx.scribbles()
+        for dev in devices:
+            dev.end_reboot(ctx)
         m._halt("purgatory: SHA-256 mismatch, spinning")
-        return
-    handover: dict[str, Any] = {"image": image}
-    m._boot_next(handover)
+        return result
+    pos = _apply(ctx, events, pos, clock.t_takeover, inclusive=False)
+    ctx.now = clock.t_takeover
+    m._boot_next({"image": image})
     result.booted = True
+    _apply(ctx, events, pos, clock.t_end, inclusive=False)
+    ctx.now = clock.t_end
     result.corrupted = _corrupted(m, image)
+    result.scribbles = ctx.scribbles()
+    for dev in devices:
+        dev.end_reboot(ctx)
+    return result
 
 
 def kernel_kexec(m: Machine) -> KexecResult:
-    """K16.1: reboot into ``m.kexec_image``; OSError(EINVAL) when none is loaded."""
+    """K16.1: reboot into ``m.kexec_image``; OSError(EINVAL) when none is loaded.
+
+    The in-progress flag, then device_shutdown (each device's hook at the end of its slot,
+    in reverse probe order), CPUs offline, machine_kexec: the copy, the check, the jump.
+    """
     image = m.kexec_image
     if image is None:
         raise OSError(errno.EINVAL, "kernel_kexec: no kexec image loaded")
     m.kexec_in_progress = True
-    for dev in reversed(list(m.devices.values())):
-        shutdown = getattr(dev, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-    m.log.info("kexec_core: Starting new kernel")
-    result = KexecResult(image_type=image.type)
-    machine_kexec(m, image, result)
-    return result
+    return _reboot(m, image, crash=False)
 
 
 def crash_kexec(m: Machine) -> KexecResult | None:
@@ -144,6 +226,4 @@ def crash_kexec(m: Machine) -> KexecResult | None:
         return None
     assert image.image_type == KEXEC_TYPE_CRASH
     m.log.printk(0, "Kernel panic - not syncing: pykern m.panic()")
-    result = KexecResult(image_type=image.type)
-    machine_kexec(m, image, result)
-    return result
+    return _reboot(m, image, crash=True)

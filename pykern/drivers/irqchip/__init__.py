@@ -1,0 +1,1 @@
+"""Interrupt-controller drivers (``drivers/irqchip/`` in the kernel tree)."""
