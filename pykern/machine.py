@@ -138,6 +138,16 @@ class _Halted:
         raise RuntimeError("the machine is halted: only phys_read/phys_write work")
 
 
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for b, e in sorted(ranges):
+        if out and b <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((b, e))
+    return out
+
+
 class Machine:
     """An emulated machine running a Linux 6.17/6.18 memory model (api.md).
 
@@ -179,6 +189,7 @@ class Machine:
         self._handover: dict[str, Any] | None = None
         self.halted = False
         self.copy_ns = 400
+        self.crash_kernel = False
         self.devices: dict[str, Any] = {}
         #: GIC-T9/N2: the EFI memreserve list; it survives kexec like the EFI table does.
         self.efi_memreserve: list[tuple[int, int]] = []
@@ -253,10 +264,12 @@ class Machine:
         self.kexec_rng = random.Random(f"pykern-kexec-{self.seed}-{self.generation}")
         self._boot_dtb: bytes | None = handover.get("dtb") if handover else None
         self.kexec_in_progress = False
+        # GIC-B1: irqchips probe early in start_kernel, long before the initramfs is
+        # unpacked and its memory freed.
+        for dev in self.devices.values():
+            dev.probe(self)
         if handover and handover.get("initrd"):
             self._free_initrd_mem(*handover["initrd"])
-        for dev in self.devices.values():                # GIC-B1: device-list order
-            dev.probe(self)
 
     def _free_initrd_mem(self, start: int, size: int) -> None:
         """The initrd's pages go to the buddy allocator at the end of boot (MM Z0.3)."""
@@ -525,6 +538,7 @@ class Machine:
             info["cmdline_error"] = str(exc)
             self.boot_params = parse_boot_params("")
         self.generation += 1
+        self.crash_kernel = image.image_type == 1       # KEXEC_TYPE_CRASH (GIC-N4)
         self._handover = info
         self.kexec_image = None
         self.kexec_crash_image = None
@@ -603,7 +617,9 @@ class Machine:
             children.append(Resource("Crash kernel", b, e - 1))
             named.append((b, e))
         if self.arch == "arm64":
-            pieces = list(self.memblock.reserved)
+            # GIC-T9: published tables show as reserved, merged like memblock merges them.
+            pieces = _merge_ranges(list(self.memblock.reserved) +
+                                   [(b, b + n) for b, n in self.efi_memreserve])
             for b, e in named:
                 pieces = subtract(pieces, b, e)
             image_reserved = [c for c in children if c.name == "reserved"]

@@ -1,17 +1,67 @@
-"""The demo scenario, through the console entry point (README's first command)."""
+"""The ``pykern`` command through its console entry point (README's first commands)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
-from pykern.cli import main
+from pykern import images
+from pykern.cli import main, render_table
+
+#: A small machine for the verbs: a crash reservation, a task, an image left loaded.
+SCN = """\
+name = "clitest"
+description = "small arm64 machine for the CLI tests"
+
+[machine]
+ram = "160M"
+cmdline = "cma=32M crashkernel=32M"
+seed = 4
+
+[[steps]]
+action = "task"
+npages = 128
+
+[[steps]]
+action = "load"
+kernel = "2M"
+initrd = "1M"
+cmdline = "cma=32M next=1"
+"""
 
 
+@pytest.fixture
+def scn(tmp_path: Path) -> str:
+    p = tmp_path / "clitest.toml"
+    p.write_text(SCN)
+    return str(p)
+
+
+def gic_usable() -> None:
+    """Skip unless pykern.drivers.gic exists and a machine can probe a GIC."""
+    gic = pytest.importorskip("pykern.drivers.gic")
+    from pykern import Machine
+    try:
+        Machine("256M", devices=[gic.GICv3()])
+    except ImportError as exc:
+        pytest.skip(f"the GIC model is incomplete: {exc}")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ---------------------------------------------------------------------------------- demo
 def test_demo_json_compares_the_two_modes(capsys: pytest.CaptureFixture[str]) -> None:
     """The seed's first claim: with CMA nothing is copied in the hot phase."""
-    rc = main(["demo", "--json", "--kernel-mib", "4", "--initrd-mib", "4"])
+    rc = main(["demo", "--json", "--kernel-mib", "4", "--initrd-mib", "4", "--device", "none"])
     runs = json.loads(capsys.readouterr().out)
     assert rc == 0
     cma, no_cma = runs
@@ -21,9 +71,252 @@ def test_demo_json_compares_the_two_modes(capsys: pytest.CaptureFixture[str]) ->
     assert no_cma["hot_phase_pages"] == sum(s[2] for s in no_cma["segments"]) // 4096
     assert all(where == "walk" for *_, where in no_cma["segments"])
     assert cma["verified"] and no_cma["verified"]
+    assert cma["scribbles"] == no_cma["scribbles"] == [] and cma["device"] == "none"
 
 
 def test_demo_bad_ram_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """A user mistake exits 2 with a message, not a traceback."""
     assert main(["demo", "--ram", "12Q"]) == 2
     assert "12Q" in capsys.readouterr().err
+
+
+def test_demo_text_has_the_side_by_side_table(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "demo", "--kernel-mib", "2", "--initrd-mib", "2", "--ram", "512M",
+                     "--cmdline", "cma=64M", "--device", "none")
+    assert rc == 0
+    rows = {line.split("  ")[0]: line.split() for line in out.splitlines()}
+    assert "scribbles" in rows and "corrupted runs" in rows
+    assert rows["hot-phase bytes"][2] == "0" and int(rows["hot-phase bytes"][3]) > 0
+
+
+def test_demo_gic_needs_arm64(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capsys, "demo", "--arch", "x86_64", "--device", "gic")
+    assert rc == 2 and "arm64" in err
+
+
+def test_demo_with_a_gic(capsys: pytest.CaptureFixture[str]) -> None:
+    """With the GIC that ignores shutdown, both runs report their scribbles."""
+    gic_usable()
+    rc = main(["demo", "--json", "--kernel-mib", "4", "--initrd-mib", "4", "--device", "gic"])
+    runs = json.loads(capsys.readouterr().out)
+    assert rc in (0, 1) and [r["device"] for r in runs] == ["gic", "gic"]
+    assert all(isinstance(r["scribbles"], list) for r in runs)
+
+
+# ----------------------------------------------------------------------------------- run
+def test_run_list(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "run", "--list")
+    assert rc == 0 and "gic-vs-cma" in out and "cma-basic" in out
+    rc, out, _ = run(capsys, "run", "--list", "--json")
+    assert rc == 0 and {"cma-basic", "crash-panic"} <= {s["name"] for s in json.loads(out)}
+
+
+def test_run_prints_one_row_per_step(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, out, err = run(capsys, "run", scn)
+    assert rc == 0 and err == ""
+    assert "step  action  result" in out and "2 steps, all ok" in out
+    assert "(CMA)" in out and "segment 0:" in out
+
+
+def test_run_json_is_one_document(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, out, _ = run(capsys, "run", scn, "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["ok"] and doc["scenario"] == "clitest"
+    assert [s["action"] for s in doc["steps"]] == ["task", "load"]
+    assert all(seg["cma"] for seg in doc["steps"][1]["segments"])
+
+
+def test_run_bundled_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "run", "crash-panic", "--json")
+    doc = json.loads(out)
+    assert rc == 0 and [s["status"] for s in doc["steps"]][:2] == ["expected-failure", "ok"]
+    assert doc["steps"][-1]["action"] == "panic" and doc["machine"]["generation"] == 1
+    rc, out, _ = run(capsys, "run", "cma-basic")
+    assert rc == 0 and "7 steps, all ok" in out
+
+
+def test_run_gic_vs_cma(capsys: pytest.CaptureFixture[str]) -> None:
+    gic_usable()
+    rc, out, _ = run(capsys, "run", "gic-vs-cma", "--json")
+    doc = json.loads(out)
+    assert rc in (0, 1) and len(doc["steps"]) == 5
+    assert "scribbles" in doc["steps"][2] and "scribbles" in doc["steps"][4]
+
+
+def test_run_failed_step_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    p = tmp_path / "fail.toml"
+    p.write_text('[machine]\nram = "128M"\n[[steps]]\naction = "exec"\n')
+    rc, out, _ = run(capsys, "run", str(p))
+    assert rc == 1 and "failed" in out and "1 not ok" in out
+
+
+@pytest.mark.parametrize(("text", "line", "key"), [
+    ('[machine]\nram = "128M"\nfrobnicate = 1\n', 3, "machine.frobnicate"),
+    ('[machine]\nram = "128M"\n\n[[steps]]\naction = "task"\nnpages = "many"\n', 6,
+     "steps[0].npages"),
+    ('[[steps]]\naction = "load"\nkernel = "2M"\ninitrd = { size = "9G" }\n', 4,
+     "steps[0].initrd.size"),
+])
+def test_run_bad_scenario_names_file_line_key(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path, text: str, line: int,
+                                              key: str) -> None:
+    p = tmp_path / "broken.toml"
+    p.write_text(text)
+    rc, out, err = run(capsys, "run", str(p))
+    assert rc == 2 and out == ""
+    assert f"broken.toml:{line}:" in err and key in err and "Traceback" not in err
+
+
+def test_run_toml_syntax_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    p = tmp_path / "syntax.toml"
+    p.write_text('[machine]\nram = "128M\n')
+    rc, _, err = run(capsys, "run", str(p))
+    assert rc == 2 and "syntax.toml" in err and "line 2" in err
+
+
+def test_run_missing_file_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(capsys, "run", "/nonexistent/x.toml")
+    assert rc == 2 and "x.toml" in err
+    assert run(capsys, "run")[0] == 2
+    assert run(capsys, "frobnicate")[0] == 2
+    assert run(capsys, "--help")[0] == 0
+
+
+# ------------------------------------------------------------------------- kexec verbs
+def test_load_verb_reports_segments(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, out, err = run(capsys, "load", scn, "-s", "--initrd", "1M", "--command-line", "a=1",
+                       "--append", "b=2", "-d", "2M")
+    assert rc == 0 and err == ""
+    assert "segment  mem" in out and "CMA" in out and "'a=1 b=2'" in out
+    assert "kexec debug: kexec_file: nr_segments" in out
+
+
+def test_load_no_cma_json(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, out, _ = run(capsys, "load", scn, "--no-cma", "--json", "2M")
+    doc = json.loads(out)
+    [res] = doc["result"]
+    assert rc == 0 and doc["verb"] == "load" and res["flag_names"] == "NO_INITRAMFS|NO_CMA"
+    assert not any(s["cma"] for s in res["segments"]) and res["entries"]["SOURCE"] > 0
+
+
+def test_load_crash_and_kernel_file(capsys: pytest.CaptureFixture[str], scn: str,
+                                    tmp_path: Path) -> None:
+    kernel = tmp_path / "Image"
+    kernel.write_bytes(images.arm64_image(1 << 20, seed=2))
+    rc, out, _ = run(capsys, "load", scn, "-p", str(kernel))
+    assert rc == 0 and "crash image" in out and "crash" in out
+
+
+def test_load_refusal_prints_like_kexec_tools(capsys: pytest.CaptureFixture[str], scn: str,
+                                              tmp_path: Path) -> None:
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"not a kernel" * 100)
+    rc, _, err = run(capsys, "load", scn, str(junk))
+    assert rc == 1
+    assert "kexec_file_load failed: Invalid argument" in err
+    assert "no loader recognises the kernel image" in err
+
+
+def test_load_bad_kernel_argument(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, _, err = run(capsys, "load", scn, "12Q")
+    assert rc == 2 and "12Q" in err
+    rc, _, err = run(capsys, "load", scn, "--initrd", "1T", "1M")
+    assert rc == 2 and "larger" in err
+
+
+def test_exec_verb(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, out, _ = run(capsys, "exec", scn, "--json")
+    doc = json.loads(out)
+    [res] = doc["result"]
+    assert rc == 0 and res["hot_phase_bytes"] == 0 and res["generation"] == 1
+    assert doc["machine"]["cmdline"] == "cma=32M next=1"
+    rc, out, _ = run(capsys, "exec", scn, "--no-cma", "1M")  # KERNEL after an option
+    assert rc == 0 and "hot-phase bytes" in out and "walk" in out
+    assert run(capsys, "exec", scn, "-p", "1M")[0] == 2
+
+
+def test_exec_with_nothing_loaded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    p = tmp_path / "empty.toml"
+    p.write_text('[machine]\nram = "64M"\n')
+    rc, _, err = run(capsys, "exec", str(p))
+    assert rc == 1 and "failed: Invalid argument" in err
+
+
+def test_unload_and_panic(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, out, _ = run(capsys, "unload", scn, "--json")
+    [res] = json.loads(out)["result"]
+    assert rc == 0 and res["had_image"] and res["flag_names"] == "UNLOAD"
+    rc, out, _ = run(capsys, "unload", scn, "-p")
+    assert rc == 0 and "nothing was loaded" in out
+    rc, out, _ = run(capsys, "panic", scn)
+    assert rc == 0 and "halted" in out
+
+
+# --------------------------------------------------------------------------------- cat
+def test_cat(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, out, _ = run(capsys, "cat", scn, "/sys/kernel/kexec_loaded")
+    assert (rc, out) == (0, "1\n")
+    rc, out, _ = run(capsys, "cat", scn, "/sys/kernel/kexec_loaded", "--step", "0")
+    assert (rc, out) == (0, "0\n")
+    rc, out, _ = run(capsys, "cat", scn, "/proc/iomem", "--json")
+    doc = json.loads(out)
+    assert rc == 0 and "Crash kernel" in doc["text"] and doc["after_step"] == 2
+
+
+def test_cat_errors(capsys: pytest.CaptureFixture[str], scn: str) -> None:
+    rc, _, err = run(capsys, "cat", scn, "/proc/nonsense")
+    assert rc == 1 and "No such file" in err
+    rc, _, err = run(capsys, "cat", scn, "/proc/iomem", "--step", "9")
+    assert rc == 2 and "--step 9" in err
+
+
+# -------------------------------------------------------------------------------- fuzz
+def test_fuzz_delegates(capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+    fake = types.ModuleType("pykern.testing.fuzz")
+
+    def fuzz_main(argv: list[str]) -> int:
+        seen.append(argv)
+        return 3
+    fake.main = fuzz_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pykern.testing.fuzz", fake)
+    assert main(["fuzz", "--runs", "5", "-x"]) == 3
+    assert seen == [["--runs", "5", "-x"]]
+
+
+def test_fuzz_missing_module(capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pykern.testing.fuzz", None)
+    rc, _, err = run(capsys, "fuzz")
+    assert rc == 2 and "pykern.testing.fuzz" in err
+
+
+# ------------------------------------------------------------------------------ output
+def test_plain_table_aligns_multiline_cells(capsys: pytest.CaptureFixture[str]) -> None:
+    text = render_table(["a", "bb"], [["x", "1\n22"], ["yyy", "3"]])
+    assert text == "a    bb\n---  --\nx    1\n     22\nyyy  3"
+
+
+def test_rich_table_when_rich_is_there() -> None:
+    rich_console = pytest.importorskip("rich.console")
+    import io
+    buf = io.StringIO()
+    console = rich_console.Console(file=buf, width=100, color_system=None)
+    rows = [[1, "ok"], [2, "[mem 0x40000000-0x4fffffff]\n[/bold]"]]
+    assert render_table(["step", "result"], rows, console=console) is None
+    assert "step" in buf.getvalue() and "[mem 0x40000000-0x4fffffff]" in buf.getvalue()
+
+
+def test_console_script_in_a_subprocess() -> None:
+    """The installed `pykern` script (and its exit code) outside this process."""
+    script = Path(sys.executable).with_name("pykern")
+    if not script.exists():
+        pytest.skip("no pykern console script next to this interpreter")
+    proc = subprocess.run([str(script), "run", "--list", "--json"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0 and "cma-basic" in proc.stdout
+    proc = subprocess.run([str(script), "run", "no-such-scenario"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "no-such-scenario" in proc.stderr
+    assert "Traceback" not in proc.stderr
