@@ -6,13 +6,29 @@ gives the kernel's text views.  See the README for a tour.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import quirks
 from .kernel.kexec.uapi import (KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS, KEXEC_FILE_NO_CMA,
                                  KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH,
                                  KEXEC_FILE_UNLOAD)
-from .machine import Machine
-from .mm.page import Page
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .mm.page import Page
 
 __all__ = ["Machine", "Page", "quirks", "__version__", "KEXEC_FILE_UNLOAD", "KEXEC_FILE_ON_CRASH",
            "KEXEC_FILE_NO_INITRAMFS", "KEXEC_FILE_DEBUG", "KEXEC_FILE_NO_CMA", "KEXEC_FILE_FLAGS"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Machine and Page load on first use, so that importing a light submodule (the pytest
+    # plugin, the uapi constants) does not build the whole kernel model.
+    if name == "Machine":
+        from .machine import Machine
+        return Machine
+    if name == "Page":
+        from .mm.page import Page
+        return Page
+    raise AttributeError(f"module 'pykern' has no attribute {name!r}")

@@ -383,6 +383,16 @@ def test_seed_claim_property(ram: str, cma: int, seed: int, kernel: int, initrd:
             r = m.kernel_kexec()
             if flags == 0 and all_cma:
                 assert r.corrupted == []
+                for _, a, n in r.scribbles:                               # GIC-I2
+                    assert not any(sg.mem < a + n and a < sg.mem + sg.memsz
+                                   for sg in im.segments)
+            gic = m.devices["gic"]
+            pend = [(p, sz) for k, p, sz, _, _ in gic.tables() if k == "pending"]
+            for t in gic.trace:                                           # GIC-I5
+                if t.kind == "lpi-pending":
+                    base = next((p for p, sz in pend if p <= t.phys < p + sz), None)
+                    if base is not None:
+                        assert 1024 <= t.phys - base < 8192
             if honours:
                 assert r.scribbles == []
             else:
@@ -403,3 +413,28 @@ def test_gic_r4_pendbaser_ptz_reads_zero() -> None:
     m, gic = boot()
     assert gic.mmio_read(GICR_BASE + GICR_PENDBASER) & (1 << 62) == 0
     assert gic.mmio_read(GICR_BASE + GICR_PROPBASER) & 0x1F == 15
+
+
+def test_gic_i7_twins_identical_ram_with_a_gic() -> None:
+    """GIC-I7: the compiled walk and the pure twin give the same RAM and scribbles."""
+    outs = []
+    for ext in (True, False):
+        m, gic = boot(GICv3(honours_shutdown=False), ram="512M", cmdline="cma=64M", seed=5,
+                      extensions=ext)
+        load(m, KEXEC_FILE_NO_CMA, kernel=4 * MiB, initrd=2 * MiB)
+        r = m.kernel_kexec()
+        outs.append((bytes(m.ram), r.scribbles, r.corrupted))
+    assert outs[0] == outs[1] and outs[0][1]
+
+
+def test_gic_w8_uncached_translations_read_ram() -> None:
+    """W8: with its_cache=False an MSI re-reads the ITT from RAM, so zeroing the ITT entry
+    in RAM drops the MSI; with the cache the old translation keeps working."""
+    for cache in (True, False):
+        m, gic = boot(GICv3(its_cache=cache), ram="512M", cmdline="cma=64M")
+        itt = next(p for k, p, *_ in gic.tables() if k == "itt")
+        m.phys_write(itt + 3 * 12, bytes(12))                # event 3's entry
+        pend = pending_of(gic, 3)
+        gic.msi(0, 3)
+        set_ = m.phys_read(pend + (8192 + 3) // 8, 1)[0] != 0
+        assert set_ is cache
