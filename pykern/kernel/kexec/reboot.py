@@ -61,11 +61,13 @@ def _first_equal(buf: Any, off: int, expected: bytes, pos: int, n: int) -> int:
         if buf[off + i] == expected[i]:
             return i
     i = min(n, pos + 16)
+    block = 256                                 # grows to 4 KiB on long runs
     while i < n:
-        k = min(_BLOCK, n - i)
+        k = min(block, n - i)
+        block = _BLOCK
         x = int.from_bytes(buf[off + i:off + i + k], "little") ^ \
             int.from_bytes(expected[i:i + k], "little")
-        ones = _ONES if k == _BLOCK else int.from_bytes(b"\x01" * k, "little")
+        ones = _ONES if k == _BLOCK else _ONES >> (8 * (_BLOCK - k))
         t = (x - ones) & ~x & (ones << 7)
         if t:
             return i + ((t & -t).bit_length() - 1) // 8
