@@ -192,7 +192,10 @@ def _demo(args: argparse.Namespace) -> int:
                 ["corrupted runs", len(cma["corrupted"]), len(no_cma["corrupted"])],
                 ["verified", cma["verified"], no_cma["verified"]]]
         render_table(["", "CMA", "NO_CMA"], rows, console=_rich_console())
-    bad = any(run["corrupted"] or not run["verified"] for run in runs)
+    # The demo exists to show NO_CMA being damaged, so that is its expected outcome: it
+    # fails (1) only when the CMA run, which the seed claims is safe, was damaged too.
+    cma_run = runs[0]
+    bad = bool(cma_run["corrupted"]) or not cma_run["verified"]
     return EXIT_PROBLEM if bad else EXIT_OK
 
 
@@ -563,7 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON document")
 
     demo = sub.add_parser("demo", parents=[common],
-                          help="boot a machine and show the allocator at work")
+                          help="one image loaded with CMA and with KEXEC_FILE_NO_CMA, "
+                               "rebooted under a GIC that ignores shutdown, side by side "
+                               "(exit 1 only if the CMA run is damaged)")
     demo.add_argument("--ram", default="1G")
     demo.add_argument("--arch", default="arm64", choices=("arm64", "x86_64"))
     demo.add_argument("--cmdline", default="cma=256M console=ttyAMA0")

@@ -320,3 +320,16 @@ def test_console_script_in_a_subprocess() -> None:
                           text=True, timeout=60, check=False)
     assert proc.returncode == 2 and "no-such-scenario" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_default_shows_the_claim_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """README's first command: with the default GIC ignoring shutdown, the NO_CMA run is
+    corrupted and the CMA run is not; that is the expected outcome, so the exit code is 0."""
+    pytest.importorskip("pykern.drivers.gic")
+    rc = main(["demo", "--json", "--kernel-mib", "8", "--initrd-mib", "8"])
+    out = json.loads(capsys.readouterr().out)
+    runs = out if isinstance(out, list) else out["runs"]
+    cma, no_cma = runs
+    assert rc == 0
+    assert cma["corrupted"] == [] and no_cma["corrupted"]
+    assert cma["hot_phase_bytes"] == 0 < no_cma["hot_phase_bytes"]

@@ -681,3 +681,33 @@ def test_k8_6_crash_sanity_check_confines_segments() -> None:
     assert errno_of(m, images.arm64_image(MiB), images.payload_pattern(20 * MiB), "",
                     KEXEC_FILE_ON_CRASH) == errno.EADDRNOTAVAIL
     assert m.kexec_crash_image is None
+
+
+def test_k0_2_k8_2_wrapping_and_unaligned_segments() -> None:
+    """K0.2/K8.2: mem + memsz wraps past 2^64 → EADDRNOTAVAIL; unaligned ends likewise;
+    K8.3 a half-open overlap → EINVAL (checked only after every K8.2 check)."""
+    from pykern.kernel.kexec.core import KexecError, KexecSegment, sanity_check_segment_list
+    m = machine()
+    cases = [([((1 << 64) - PAGE, 2 * PAGE)], errno.EADDRNOTAVAIL),
+             ([(0x4100_0800, PAGE)], errno.EADDRNOTAVAIL),
+             ([(0x4100_0000, 2 * PAGE), (0x4100_1000, PAGE)], errno.EINVAL),
+             ([(0x4100_0000, PAGE), (0x4100_1000, PAGE)], None)]
+    for segs, err in cases:
+        im = _bare_image(m)
+        for mem, memsz in segs:
+            im.segments.append(KexecSegment(b"", 0, mem, memsz))
+            im.segment_cma.append(None)
+        if err is None:
+            sanity_check_segment_list(m, im)
+            continue
+        with pytest.raises(KexecError) as exc:
+            sanity_check_segment_list(m, im)
+        assert exc.value.errno == err
+
+
+def test_k6_6_top_down_candidate_below_zero_wraps_to_failure() -> None:
+    """K0.2/K6.6: a request larger than the range end makes t_end - memsz + 1 negative in
+    C (a huge unsigned value) — it must fail, not place the buffer at a wrapped address."""
+    im = KImage()
+    kb = KexecBuf(im, b"", 0, 0x20000, buf_align=PAGE, top_down=True)
+    assert locate_mem_hole_top_down(kb, 0x0, 0x0FFFF) == 0
