@@ -438,3 +438,20 @@ def test_gic_w8_uncached_translations_read_ram() -> None:
         gic.msi(0, 3)
         set_ = m.phys_read(pend + (8192 + 3) // 8, 1)[0] != 0
         assert set_ is cache
+
+
+def test_gic_k3_k8_vpe_writebacks_land_before_the_hot_phase() -> None:
+    """K3: honouring shutdown retires vPEs inside the (longer) shutdown slot, so their
+    write-backs land before t_shut and are no scribbles; K8: quiesce="full" retires them
+    during syscore and waits the delay out, so they land before machine_kexec."""
+    for kw in ({"honours_shutdown": True}, {"honours_shutdown": False, "quiesce": "full"}):
+        gic = GICv3(vpes=2, writeback_delay_ms=(1.0, 3.0), **kw)
+        m, _ = boot(gic, ram="512M", cmdline="cma=64M")
+        for _, vpt, *_ in [t for t in gic.tables() if t[0] == "vpt"]:
+            m.phys_write(vpt, bytes(range(1, 33)))            # state worth writing back
+        load(m, 0, kernel=MiB, initrd=MiB)
+        r = m.kernel_kexec()
+        wb = [t for t in gic.trace if t.kind == "vpt-writeback"]
+        assert len(wb) == 2 and all(t.phase == "shutdown" and t.changed for t in wb)
+        if kw["honours_shutdown"]:
+            assert not [s for s in r.scribbles if s[2] == 64]    # before t_shut
