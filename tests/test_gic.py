@@ -455,3 +455,39 @@ def test_gic_k3_k8_vpe_writebacks_land_before_the_hot_phase() -> None:
         assert len(wb) == 2 and all(t.phase == "shutdown" and t.changed for t in wb)
         if kw["honours_shutdown"]:
             assert not [s for s in r.scribbles if s[2] == 64]    # before t_shut
+
+
+def test_gic_o4_forensics_attribute() -> None:
+    """O4 (option): each corrupted run maps to the LPI writes that overlap it; every
+    attributed write really overlaps its run and names an INTID, a CPU and a phase."""
+    from pykern.forensics import attribute
+    m, gic = boot(GICv3(honours_shutdown=False), seed=3)
+    load(m, KEXEC_FILE_NO_CMA)
+    r = m.kernel_kexec()
+    found = attribute(r, m)
+    assert found
+    for a in found:
+        addr, length, idx = a.run
+        assert a.phys < addr + length and addr < a.phys + a.length
+        assert a.device == "gic" and a.kind == "lpi-pending" and a.intid is not None
+        assert a.phase in ("relocate", "jump") and a.segment_offset == a.phys - r.segments[idx][0]
+    # runs nobody wrote exist too: the next kernel's 0xA2 fill of the adopted table (N4)
+    assert len({a.run for a in found}) < len(r.corrupted)
+
+
+def test_gic_i3_corruption_never_from_nowhere() -> None:
+    """I3: every corrupted byte lies in a device write made after that page got its final
+    content — or in the old property table, which the next kernel adopted and refilled
+    with 0xA2 (N4, the kernel's own write; see the closing note on I3 against N4)."""
+    from pykern.forensics import attribute
+    for seed in (3, 4, 5):
+        m, gic = boot(GICv3(honours_shutdown=False), seed=seed)
+        old_prop = next(p for k, p, _, _, g in gic.tables() if k == "prop" and g == 0)
+        load(m, KEXEC_FILE_NO_CMA, kernel=8 * MiB, initrd=4 * MiB)
+        r = m.kernel_kexec()
+        found = attribute(r, m)
+        for addr, length, idx in r.corrupted:
+            for b in range(addr, addr + length):
+                by_device = any(a.phys <= b < a.phys + a.length for a in found
+                                if a.run == (addr, length, idx))
+                assert by_device or old_prop <= b < old_prop + K64, hex(b)

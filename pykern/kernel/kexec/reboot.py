@@ -40,6 +40,22 @@ class KexecResult:
     image_type: str = "default"
     #: emulated nanoseconds of the hot phase (copy_ns per SOURCE entry)
     hot_phase_ns: int = 0
+    #: (mem, memsz, cma, first copy index) of each segment of the booted image; the index is
+    #: the segment's first page in the copy order, -1 when nothing of it is copied
+    segments: list[tuple[int, int, bool, int]] = field(default_factory=list)
+    #: the reboot clock's marks (gic.md GIC-H1), ns from the start of the reboot
+    t_kexec: int = 0
+    t_jump: int = 0
+    t_end: int = 0
+    copy_ns: int = 0
+
+    def final_content_ns(self, addr: int, idx: int) -> int:
+        """When byte ``addr`` of segment ``idx`` got its final content: its page's copy in the
+        hot phase, or 0 (the load) for CMA-backed and crash segments (GIC-I3)."""
+        mem, _, _, first = self.segments[idx]
+        if first < 0:
+            return 0
+        return self.t_kexec + (first + (addr - mem) // 4096 + 1) * self.copy_ns
 
 
 class RelocationError(RuntimeError):
@@ -123,6 +139,16 @@ def _planned_pages(image: KImage) -> int:
                if image.segment_cma[i] is None)
 
 
+def _copy_order(image: KImage) -> list[tuple[int, int, bool, int]]:
+    out, index = [], 0
+    for i, s in enumerate(image.segments):
+        copied = image.image_type != KEXEC_TYPE_CRASH and image.segment_cma[i] is None
+        out.append((s.mem, s.memsz, s.cma, index if copied else -1))
+        if copied:
+            index += s.memsz // 4096
+    return out
+
+
 class _Walk:
     """The relocation walk, resumable between device events (K16.3, GIC-H7)."""
 
@@ -198,7 +224,9 @@ def _reboot(m: Machine, image: KImage, crash: bool) -> KexecResult:
                         slots=[(d.name, d.shutdown_extra_ns(m)) for d in reversed(devices)],
                         syscore_wait_ns=max([d.syscore_wait_ns(m) for d in devices] or [0]))
     ctx = RebootContext(m, clock, crash)
-    result = KexecResult(image_type=image.type)
+    result = KexecResult(image_type=image.type, segments=_copy_order(image),
+                         t_kexec=clock.t_kexec, t_jump=clock.t_jump, t_end=clock.t_end,
+                         copy_ns=clock.copy_ns)
     events = _collect_events(m, ctx, crash)
     if not crash:
         m.log.info("kexec_core: Starting new kernel")
