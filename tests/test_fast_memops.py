@@ -357,3 +357,25 @@ def test_selection() -> None:
     default = _fast.get_memops(None)
     for name in ("zero_range", "copy_range", "range_equal", "first_diff"):
         assert getattr(_fast, name) is getattr(default, name)
+
+
+@pytest.mark.parametrize("ops", IMPLS)
+def test_first_equal_matches_a_byte_loop(ops: Any) -> None:
+    """first_equal: the first offset where the ranges agree, -1 if none; both twins agree
+    with a byte loop on buffers with long differing stretches (the corrupted-run ends of
+    K16.11)."""
+    rng = random.Random(7)
+    for _ in range(300):
+        n = rng.randint(0, 9000)
+        a = bytearray(rng.randbytes(n))
+        b = bytearray(a)
+        for _ in range(rng.randint(0, 4)):
+            if n:
+                s0 = rng.randrange(n)
+                for i in range(s0, min(n, s0 + rng.randint(1, 6000))):
+                    b[i] = (a[i] + rng.randint(1, 255)) % 256
+        off = rng.randint(0, n)
+        want = next((i - off for i in range(off, n) if a[i] == b[i]), -1)
+        assert ops.first_equal(a, off, bytes(b), off, n - off) == want
+    with pytest.raises(ValueError):
+        ops.first_equal(bytearray(4), 2, b"abcd", 0, 3)

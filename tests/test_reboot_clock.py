@@ -219,23 +219,3 @@ def test_k16_12_hot_phase_ns_and_all_cma_jump_at_t_kexec() -> None:
     m.copy_ns = 1000
     r = m.kernel_kexec()
     assert r.hot_phase_ns == 1000 * r.hot_phase_pages == 1000 * (1024 + 256 + 1)
-
-
-def test_first_equal_scan_matches_a_byte_loop() -> None:
-    """The block-wise scan behind KexecResult.corrupted's run ends (K16.11) agrees with a
-    plain byte loop on random buffers with long differing stretches."""
-    import random
-
-    from pykern.kernel.kexec.reboot import _first_equal
-    rng = random.Random(7)
-    for _ in range(400):
-        n = rng.randint(1, 9000)
-        a = bytearray(rng.randbytes(n))
-        b = bytearray(a)
-        for _ in range(rng.randint(0, 4)):
-            s0 = rng.randrange(n)
-            for i in range(s0, min(n, s0 + rng.randint(1, 6000))):
-                b[i] = (a[i] + rng.randint(1, 255)) % 256
-        pos = rng.randrange(n)
-        want = next((i for i in range(pos, n) if a[i] == b[i]), n)
-        assert _first_equal(a, 0, bytes(b), pos, n) == want

@@ -8,7 +8,8 @@ compiled one is used when it imports, unless the environment has
 - ``COMPILED``: whether the default implementation is the compiled one.
 - ``memops_c``: the compiled module, or ``None``; ``memops_py``: the pure-Python module.
 - ``get_memops(extensions)``: pick one explicitly.
-- ``zero_range``, ``copy_range``, ``range_equal``, ``first_diff``: the default's functions.
+- ``zero_range``, ``copy_range``, ``range_equal``, ``first_diff``, ``first_equal``: the
+  default's functions.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "MemOps",
     "copy_range",
     "first_diff",
+    "first_equal",
     "get_relocate",
     "relocate_c",
     "relocate_py",
@@ -45,6 +47,7 @@ class MemOps(Protocol):
     def copy_range(self, dst: Buffer, doff: int, src: Buffer, soff: int, n: int) -> None: ...
     def range_equal(self, a: Buffer, aoff: int, b: Buffer, boff: int, n: int) -> bool: ...
     def first_diff(self, a: Buffer, aoff: int, b: Buffer, boff: int, n: int) -> int: ...
+    def first_equal(self, a: Buffer, aoff: int, b: Buffer, boff: int, n: int) -> int: ...
 
 
 NO_EXTENSIONS: bool = os.environ.get("PYKERN_NO_EXTENSIONS") == "1"
@@ -105,4 +108,5 @@ zero_range = _default.zero_range
 copy_range = _default.copy_range
 range_equal = _default.range_equal
 first_diff = _default.first_diff
+first_equal = _default.first_equal
 del _default

@@ -96,3 +96,22 @@ def first_diff(const unsigned char[::1] a not None, aoff, const unsigned char[::
     with nogil:
         r = _first_diff(pa, pb, k)
     return r
+
+
+def first_equal(const unsigned char[::1] a not None, aoff, const unsigned char[::1] b not None, boff, n):
+    """Offset ``i`` (relative to the ranges' starts) of the first ``a[aoff+i] == b[boff+i]``, or -1."""
+    cdef Py_ssize_t ao, bo, k, j, r = -1
+    ao, k = _span("first_equal", "a", a.shape[0], aoff, n)
+    bo, k = _span("first_equal", "b", b.shape[0], boff, n)
+    cdef const unsigned char *pa
+    cdef const unsigned char *pb
+    if k == 0:
+        return -1
+    pa = &a[ao]
+    pb = &b[bo]
+    with nogil:
+        for j in range(k):
+            if pa[j] == pb[j]:
+                r = j
+                break
+    return r

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, SupportsIndex
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["zero_range", "copy_range", "range_equal", "first_diff"]
+__all__ = ["zero_range", "copy_range", "range_equal", "first_diff", "first_equal"]
 
 # Comparisons and zeroing run in chunks of this size: big enough to amortise the Python
 # overhead, small enough to stay in cache (and to bound the temporaries ``tobytes`` makes).
@@ -137,4 +137,33 @@ def first_diff(a: Buffer, aoff: int, b: Buffer, boff: int, n: int) -> int:
                 else:
                     width = half
             return lo
+        return -1
+
+
+_FEW = 16        # first_equal looks at this many bytes one by one before going block-wise
+
+
+def first_equal(a: Buffer, aoff: int, b: Buffer, boff: int, n: int) -> int:
+    """Offset ``i`` (relative to the ranges' starts) of the first ``a[aoff+i] == b[boff+i]``, or -1.
+
+    Block-wise: XOR the two blocks as integers; the lowest zero byte of the XOR (the
+    has-zero-byte bit trick) is the first equal byte.
+    """
+    with _view(a, "a", writable=False) as va, _view(b, "b", writable=False) as vb:
+        ao, k = _span("first_equal", "a", len(va), aoff, n)
+        bo, k = _span("first_equal", "b", len(vb), boff, n)
+        for j in range(min(k, _FEW)):
+            if va[ao + j] == vb[bo + j]:
+                return j
+        i, block = min(k, _FEW), 256
+        while i < k:
+            step = min(block, k - i)
+            block = 4096
+            x = int.from_bytes(va[ao + i:ao + i + step], "little") ^ \
+                int.from_bytes(vb[bo + i:bo + i + step], "little")
+            ones = int.from_bytes(b"\x01" * step, "little")
+            t = (x - ones) & ~x & (ones << 7)
+            if t:
+                return i + ((t & -t).bit_length() - 1) // 8
+            i += step
         return -1

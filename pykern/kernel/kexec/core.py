@@ -156,20 +156,34 @@ def _write_word(m: Machine, image: KImage, loc: int, value: int) -> None:
 
 
 def for_each_kimage_entry(m: Machine, image: KImage) -> list[tuple[int, int]]:
-    """K10.7: ``(location, word)`` of each word before DONE or a zero word."""
+    """K10.7: ``(location, word)`` of each word before DONE or a zero word.
+
+    Reads the rest of an indirection page in one go.  [model] A list damaged into a loop
+    would make the kernel's walker spin; this one stops after as many words as RAM holds.
+    """
     out: list[tuple[int, int]] = []
-    loc = HEAD
-    while True:
-        word = _read_word(m, image, loc)
-        if not word or word & IND_DONE:
-            return out
-        out.append((loc, word))
-        if word & IND_INDIRECTION:
-            loc = word & PAGE_MASK
-        elif loc == HEAD:
-            return out  # head holds only a link (or DONE)
+    word = image.head
+    if not word or word & IND_DONE:
+        return out
+    out.append((HEAD, word))
+    if not word & IND_INDIRECTION:
+        return out  # head holds only a link (or DONE)
+    loc = word & PAGE_MASK
+    budget = m.physmem.size // 8 + 1
+    while budget > 0:
+        count = (PAGE_SIZE - (loc & ~PAGE_MASK)) // 8
+        words = struct.unpack_from(f"<{count}Q", m.ram, m.physmem.offset(loc, 8 * count))
+        budget -= count
+        for k, word in enumerate(words):
+            if not word or word & IND_DONE:
+                return out
+            out.append((loc + 8 * k, word))
+            if word & IND_INDIRECTION:
+                loc = word & PAGE_MASK
+                break
         else:
-            loc += 8
+            loc += 8 * count
+    return out
 
 
 # ----------------------------------------------------------------- page helpers

@@ -62,35 +62,6 @@ class RelocationError(RuntimeError):
     """The relocation walk met an entry that points outside RAM."""
 
 
-_BLOCK = 4096
-_ONES = int.from_bytes(b"\x01" * _BLOCK, "little")
-
-
-def _first_equal(buf: Any, off: int, expected: bytes, pos: int, n: int) -> int:
-    """First index ``i >= pos`` with ``buf[off + i] == expected[i]``, else ``n``.
-
-    Works a block at a time: XOR the two blocks as integers, then the lowest zero byte of
-    the XOR (the classic has-zero-byte bit trick) is the first equal byte.
-    """
-    i = pos
-    for i in range(pos, min(n, pos + 16)):      # most runs are short
-        if buf[off + i] == expected[i]:
-            return i
-    i = min(n, pos + 16)
-    block = 256                                 # grows to 4 KiB on long runs
-    while i < n:
-        k = min(block, n - i)
-        block = _BLOCK
-        x = int.from_bytes(buf[off + i:off + i + k], "little") ^ \
-            int.from_bytes(expected[i:i + k], "little")
-        ones = _ONES if k == _BLOCK else _ONES >> (8 * (_BLOCK - k))
-        t = (x - ones) & ~x & (ones << 7)
-        if t:
-            return i + ((t & -t).bit_length() - 1) // 8
-        i += k
-    return n
-
-
 def diff_runs(m: Machine, start: int, expected: bytes, idx: int) -> list[tuple[int, int, int]]:
     """Maximal runs where RAM at ``start`` differs from ``expected``."""
     memops = m.memops
@@ -104,7 +75,8 @@ def diff_runs(m: Machine, start: int, expected: bytes, idx: int) -> list[tuple[i
         if d < 0:
             break
         first = pos + d
-        end = _first_equal(buf, off, expected, first + 1, n)
+        e = memops.first_equal(buf, off + first + 1, expected, first + 1, n - first - 1)
+        end = n if e < 0 else first + 1 + e
         runs.append((start + first, end - first, idx))
         pos = end
     return runs
