@@ -34,6 +34,7 @@ from .kernel.kexec.core import KImage
 from .kernel.kexec.file import KexecArch, kexec_file_load
 from .kernel.kexec.handover import next_kernel_info
 from .kernel.kexec.reboot import KexecResult, crash_kexec, kernel_kexec
+from .kernel.kexec.uapi import KEXEC_TYPE_CRASH
 from .mm.mm_init import free_reserved_page
 from .arch.arm64.machine_kexec import Arm64Kexec
 from .arch.x86.machine_kexec_64 import X86Kexec
@@ -538,7 +539,7 @@ class Machine:
             info["cmdline_error"] = str(exc)
             self.boot_params = parse_boot_params("")
         self.generation += 1
-        self.crash_kernel = image.image_type == 1       # KEXEC_TYPE_CRASH (GIC-N4)
+        self.crash_kernel = image.image_type == KEXEC_TYPE_CRASH      # GIC-N4
         self._handover = info
         self.kexec_image = None
         self.kexec_crash_image = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -68,21 +69,14 @@ def run_load(kw: dict[str, Any], load: dict[str, Any], fixes: Any) -> None:
     assert m.generation == 1 and m.kexec_image is None
 
 
+@pytest.mark.parametrize("arch", ["arm64", "x86_64"])
 @SETTINGS
 @given(st.data())
-def test_k19_invariants_arm64(data: st.DataObject) -> None:
-    """K19.1–K19.8 on arm64, every fix on (so CMA blocks balance exactly)."""
-    kw = data.draw(layouts(arch="arm64", max_ram="384M"), label="layout")
-    load = data.draw(kexec_loads(arch="arm64"), label="load")
-    run_load(kw, load, "all")
-
-
-@SETTINGS
-@given(st.data())
-def test_k19_invariants_x86_64(data: st.DataObject) -> None:
-    """K19.1–K19.8 on x86_64, every fix on (the digest then always matches, K13.4)."""
-    kw = data.draw(layouts(arch="x86_64", max_ram="384M"), label="layout")
-    load = data.draw(kexec_loads(arch="x86_64"), label="load")
+def test_k19_invariants(arch: str, data: st.DataObject) -> None:
+    """K19.1–K19.8 per arch, every fix on (so CMA blocks balance exactly and, on x86_64,
+    the digest always matches, K13.4)."""
+    kw = data.draw(layouts(arch=arch, max_ram="384M"), label="layout")
+    load = data.draw(kexec_loads(arch=arch), label="load")
     run_load(kw, load, "all")
 
 
@@ -136,8 +130,6 @@ def test_invariant_checker_catches_a_poked_entry() -> None:
     """The §19 checker can fail: a SOURCE word rewritten in RAM to point into another
     segment's destination is reported as K19.2, a lost SOURCE word as K19.5."""
     import struct
-
-    import pytest
 
     from pykern.testing.invariants import InvariantViolation
 

@@ -53,6 +53,7 @@ class DmaDevice(Device):
         #: api.md: None means the default CMA area serves this device (mm.md D1).
         self.cma_area = None
         self._buffers: list[tuple[str, int, int]] = []
+        self._ring_src = "buddy"            # where probe took the ring from: "cma" or "buddy"
         self.active = True
         self.bus_master = True
         self._next_rx = 0

@@ -133,7 +133,6 @@ class _Vpe:
     vpt: int
     cpu: int
     resident: bool = False
-    mapped: bool = False
 
 
 class GICv3(Device):
@@ -191,7 +190,6 @@ class GICv3(Device):
         self._cache: dict[tuple[int, int], tuple[int, int]] = {}   # (dev, ev) -> (intid, coll)
         self._coll_cache: dict[int, int] = {}                        # collection -> cpu
         self._vpe_list: list[_Vpe] = []
-        self.probed_generation = -1
         # Driver-side state of the current generation (irq_gic_v3_its).
         self.its_state: dict[str, int] = {}
         self.vector_cpu: dict[tuple[int, int], int] = {}
@@ -208,7 +206,6 @@ class GICv3(Device):
     def probe(self, m: Machine) -> None:
         from .irqchip.irq_gic_v3_its import gic_probe
         gic_probe(m, self)
-        self.probed_generation = m.generation
 
     # ------------------------------------------------------------------ tables
     def add_table(self, kind: str, phys: int, size: int, owner: Any, generation: int) -> None:
@@ -227,11 +224,12 @@ class GICv3(Device):
         return next((s for s in self.sources if s.device_id == device_id), None)
 
     # ------------------------------------------------------------------ MMIO
-    def _rd_frame(self, addr: int) -> tuple[Redistributor, int, bool] | None:
+    def _rd_frame(self, addr: int) -> tuple[Redistributor, int, bool]:
+        """(RD, offset in its frame, VLPI frame?) of a redistributor register address."""
         stride = 0x4_0000 if self.vpes else 0x2_0000
         k, off = divmod(addr - GICR_BASE, stride)
         if addr < GICR_BASE or k >= len(self.redistributors):
-            return None
+            raise ValueError(f"GIC: no register at {addr:#x}")
         vlpi = bool(self.vpes) and off >= VLPI_FRAME
         return self.redistributors[k], off - (VLPI_FRAME if vlpi else 0), vlpi
 
@@ -258,10 +256,7 @@ class GICv3(Device):
             if addr - GICD_BASE == 0x4:                 # GICD_TYPER: IDbits, LPIS
                 return ((self.id_bits - 1) << 19) | (1 << 17)
             return 0
-        frame = self._rd_frame(addr)
-        if frame is None:
-            raise ValueError(f"GIC: no register at {addr:#x}")
-        rd, off, vlpi = frame
+        rd, off, vlpi = self._rd_frame(addr)
         if vlpi:
             if off == GICR_VPROPBASER:
                 return rd.vpropbaser
@@ -308,10 +303,7 @@ class GICv3(Device):
             return
         if addr == ITS_TRANSLATER:
             raise ValueError("GIC: use gic.msi(device_id, event_id) to signal")
-        frame = self._rd_frame(addr)
-        if frame is None:
-            raise ValueError(f"GIC: no register at {addr:#x}")
-        rd, off, vlpi = frame
+        rd, off, vlpi = self._rd_frame(addr)
         if vlpi:
             if off == GICR_VPROPBASER:
                 rd.vpropbaser = value
@@ -478,7 +470,7 @@ class GICv3(Device):
         elif op == MOVI:
             self._movi(dev, ev, dw[2] & 0xFFFF)
         elif op == DISCARD:
-            hit = self._lookup(dev, ev)
+            hit = self._translate(dev, ev)
             if hit is not None:
                 self._write_itte(dev, ev, 0, 0, valid=False)
                 self._clear_pending(hit[0], hit[1])
@@ -486,7 +478,7 @@ class GICv3(Device):
         elif op == INT:
             self._signal(dev, ev, self._now(), command=True)
         elif op == CLEAR:
-            hit = self._lookup(dev, ev)
+            hit = self._translate(dev, ev)
             if hit is not None:
                 self._clear_pending(hit[0], hit[1])
         elif op == VMAPP:
@@ -503,12 +495,9 @@ class GICv3(Device):
         else:
             self.its.bad_commands += 1
 
-    def _lookup(self, dev: int, ev: int) -> tuple[int, int] | None:
-        return self._translate(dev, ev)
-
     def _movi(self, dev: int, ev: int, new_coll: int) -> None:
         """MOVI: retarget a vector; its pending bit moves with it (GIC-K4, command-driven)."""
-        old = self._lookup(dev, ev)
+        old = self._translate(dev, ev)
         if old is None:
             return
         intid, old_cpu = old
@@ -659,9 +648,7 @@ class GICv3(Device):
         clock = ctx.clock
         out: list[Event] = []
         for vpe, delay in zip(self._vpe_list, delays):
-            if not vpe.resident:
-                continue
-            if ctx.crash:
+            if ctx.crash or not vpe.resident:
                 continue
             if self.honours_shutdown:
                 when = clock.t_slot_start[self.name]

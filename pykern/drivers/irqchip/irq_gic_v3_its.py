@@ -94,9 +94,6 @@ def gic_check_reserved_range(m: Machine, base: int, size: int) -> bool:
     return any(b <= base and base + size <= e for b, e in m.memblock.reserved)
 
 
-_reserved = gic_check_reserved_range
-
-
 def allocate_lpi_tables(m: Machine, gic: GICv3) -> tuple[int, int, bool, list[int | None]]:
     """GIC-B4/N4: adopt the old property table or allocate one; a pending table per CPU.
 
@@ -104,7 +101,8 @@ def allocate_lpi_tables(m: Machine, gic: GICv3) -> tuple[int, int, bool, list[in
     """
     rd0 = gic.redistributors[0]
     adopted = False
-    if rd0.enable_lpis and _reserved(m, rd0.prop_addr, _table_bytes(rd0.id_bits, 1)):
+    if rd0.enable_lpis and gic_check_reserved_range(m, rd0.prop_addr,
+                                                    _table_bytes(rd0.id_bits, 1)):
         adopted = True
         lpi_bits = rd0.id_bits
         prop = rd0.prop_addr
@@ -145,7 +143,7 @@ def its_cpu_init_lpis(m: Machine, gic: GICv3, cpu: int, prop: int, lpi_bits: int
     if rd.enable_lpis:
         if adopted:
             current = rd.pend_addr
-            if not _reserved(m, current, pend_size):
+            if not gic_check_reserved_range(m, current, pend_size):
                 m.log.warn(f"GICv3: CPU{cpu}: pending table @{current:#x} is not reserved")
                 m.tainted |= TAINT_CRAP
             else:
@@ -227,7 +225,7 @@ def _setup_vpes(m: Machine, gic: GICv3) -> None:
             return
         cpu = k % m.cpus
         its_send(m, gic, VMAPP, k << 32, VALID | (cpu << 16), vpt | 15)
-        vpe = _Vpe(index=k, vpt=vpt, cpu=cpu, resident=True, mapped=True)
+        vpe = _Vpe(index=k, vpt=vpt, cpu=cpu, resident=True)
         gic._vpe_list.append(vpe)
         rd = gic.redistributors[cpu]
         rd.vpropbaser = vprop | 15
@@ -259,22 +257,24 @@ def gic_probe(m: Machine, gic: GICv3) -> None:
     _setup_vpes(m, gic)
 
 
+def _lpi_disable(m: Machine, gic: GICv3, intid: int) -> None:
+    """Clear an LPI's enable bit in the property table (a CPU write, not a device one)."""
+    addr = gic.prop_table + intid - LPI_BASE
+    if gic.prop_table and intid >= LPI_BASE and m.physmem.is_ram(addr, 1):
+        m.phys_write(addr, bytes([m.phys_read(addr, 1)[0] & ~1]))
+
+
 def its_mask_sources(m: Machine, gic: GICv3) -> None:
     """GIC-W4: shutdown masks every source vector in the property table (CPU writes)."""
-    prop = getattr(gic, "prop_table", 0)
-    if not prop:
-        return
     for src in gic.sources:
-        for ev in range(src.nvec):
-            addr = prop + src.intid_base + ev - LPI_BASE
-            if src.intid_base and m.physmem.is_ram(addr, 1):
-                m.phys_write(addr, bytes([m.phys_read(addr, 1)[0] & ~1]))
+        if src.intid_base:
+            for ev in range(src.nvec):
+                _lpi_disable(m, gic, src.intid_base + ev)
 
 
 def its_cpu_offline(m: Machine, gic: GICv3, cpu: int) -> None:
     """GIC-K4: unmanaged vectors on ``cpu`` move to the boot CPU (MOVI); managed ones are
     shut down (enable bit cleared, INV) but stay mapped."""
-    prop = getattr(gic, "prop_table", 0)
     for src in gic.sources:
         dev = src.device_id
         assert dev is not None
@@ -282,9 +282,7 @@ def its_cpu_offline(m: Machine, gic: GICv3, cpu: int) -> None:
             if gic.vector_cpu.get((dev, ev)) != cpu:
                 continue
             if src.managed:
-                addr = prop + src.intid_base + ev - LPI_BASE
-                if prop and m.physmem.is_ram(addr, 1):
-                    m.phys_write(addr, bytes([m.phys_read(addr, 1)[0] & ~1]))
+                _lpi_disable(m, gic, src.intid_base + ev)
                 its_send(m, gic, INV | (dev << 32), ev)
             else:
                 its_send(m, gic, MOVI | (dev << 32), ev, 0)

@@ -152,12 +152,12 @@ class _Walk:
             if status == 0:
                 self.finished = True
             elif status == 5 or result.hot_phase_pages > self.page_cap:
-                self._fail("the entry list loops: the walk would never reach DONE", word)
+                self._fail("the entry list loops: the walk would never reach DONE")
             elif status != 1:
                 what = {2: "entry word", 3: "source page", 4: "destination page"}[status]
-                self._fail(f"{what} of entry {word:#x} is outside RAM", word)
+                self._fail(f"{what} of entry {word:#x} is outside RAM")
 
-    def _fail(self, why: str, word: int) -> None:
+    def _fail(self, why: str) -> None:
         msg = f"relocation: {why} (at {self.loc:#x}, destination {self.dest:#x})"
         self.m._halt(msg)
         raise RelocationError(msg)
