@@ -19,7 +19,20 @@ if TYPE_CHECKING:
 
 __all__ = ["Machine", "Page", "quirks", "__version__", "KEXEC_FILE_UNLOAD", "KEXEC_FILE_ON_CRASH",
            "KEXEC_FILE_NO_INITRAMFS", "KEXEC_FILE_DEBUG", "KEXEC_FILE_NO_CMA", "KEXEC_FILE_FLAGS"]
-__version__ = "0.1.0"
+#: The distribution's name on PyPI; the import name is ``pykern``.
+DIST_NAME = "pykern-emu"
+
+
+def _dist_version() -> str:
+    """The installed distribution's version, from its metadata (one source: pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(DIST_NAME)
+    except PackageNotFoundError:      # imported from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _dist_version()
 
 
 def __getattr__(name: str) -> Any:

@@ -484,7 +484,7 @@ def _map(args: argparse.Namespace) -> int:
     try:
         importlib.import_module("matplotlib")
     except ImportError:
-        _err("map", "matplotlib is not installed: pip install 'pykern[plot]'")
+        _err("map", "matplotlib is not installed: pip install 'pykern-emu[plot]'")
         return EXIT_USAGE
     from . import cli_map
     from .kernel.kexec import uapi
@@ -526,7 +526,7 @@ def _fuzz(argv: Sequence[str]) -> int:
     except ImportError as exc:
         what = "pykern.testing.fuzz is not available in this pykern" \
             if exc.name in ("pykern.testing.fuzz", "pykern.testing") else \
-            f"pykern fuzz needs {exc.name or exc}: pip install 'pykern[test]'"
+            f"pykern fuzz needs {exc.name or exc}: pip install 'pykern-emu[test]'"
         _err("fuzz", what)
         return EXIT_USAGE
     rc = fuzz.main(list(argv))
@@ -561,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``pykern`` command."""
     parser = argparse.ArgumentParser(prog="pykern", description="Linux memory and kexec, "
                                      "emulated in Python.")
+    from . import DIST_NAME, __version__
+    parser.add_argument("--version", action="version",
+                        version=f"{DIST_NAME} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document")
@@ -619,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     cat.set_defaults(func=_cat)
 
     mp = sub.add_parser("map", parents=[common],
-                        help="draw the physical memory map (needs pykern[plot])")
+                        help="draw the physical memory map (needs pykern-emu[plot])")
     mp.add_argument("scenario", metavar="SCENARIO", nargs="?",
                     help="a scenario (default: the demo's machine)")
     mp.add_argument("-o", "--output", required=True, metavar="FILE",

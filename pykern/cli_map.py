@@ -287,7 +287,7 @@ _LEGEND = {
 def render(panels: Sequence[MapData], path: Path | str, *, title: str = "") -> None:
     """Draw ``panels`` one above the other into ``path`` (format from its suffix).
 
-    :raises ImportError: matplotlib is missing (``pip install 'pykern[plot]'``).
+    :raises ImportError: matplotlib is missing (``pip install 'pykern-emu[plot]'``).
     :raises OSError: the file cannot be written.
     """
     import matplotlib

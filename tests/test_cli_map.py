@@ -50,7 +50,7 @@ def test_missing_matplotlib_exits_2(capsys: pytest.CaptureFixture[str],
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     rc = main(["map", "-o", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
-    assert rc == 2 and "pip install 'pykern[plot]'" in err
+    assert rc == 2 and "pip install 'pykern-emu[plot]'" in err
 
 
 def test_bad_suffix_is_a_usage_error(capsys: pytest.CaptureFixture[str],

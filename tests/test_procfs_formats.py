@@ -1,6 +1,6 @@
 """Byte-exact procfs text views (MM §13: T1 buddyinfo, T2 pagetypeinfo, T3 zoneinfo,
 T4 meminfo, T5 vmstat), checked against mm.md's worked examples and against the shapes
-of the real 6.18.15 captures in ``shared/real-kernel/`` (values differ, widths and line
+of the real 6.18.15 captures in ``tests/data/real-kernel/`` (values differ, widths and line
 sets must not)."""
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from pykern.mm import gfp
 from pykern.mm.mmzone import MIGRATE_MOVABLE, Zone
 from pykern.mm.vmstat import FREECOUNT_CAP, pagetypeinfo_showfree_print, vmstat_names
 
-#: The captures live beside the work tree (``/work/shared/real-kernel``).
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real-kernel"
+#: Text captured from real 6.18.15 kernels (see ``tests/data/real-kernel/README.md``).
+REAL = Path(__file__).resolve().parent / "data" / "real-kernel"
 X86_1G = REAL / "x86_64-6.18.15-1G-cma128M"
 X86_5G = REAL / "x86_64-6.18.15-5G-cma256M"
 ARM64_1G = REAL / "arm64-6.18.15-debian-1G-cma128M"
-needs_captures = pytest.mark.skipif(not X86_1G.is_dir(), reason="real-kernel captures absent")
 
 FRESH_BUDDYINFO = ("Node 0, zone      DMA      0      0      0      0      0      0      0"
                    "      0      0      0     16 \n")
@@ -122,7 +121,6 @@ def test_mm_t1_only_populated_zones() -> None:
     assert [line[:21] for line in arm.splitlines()] == ["Node 0, zone      DMA"]
 
 
-@needs_captures
 @pytest.mark.parametrize("folder, arch", [(X86_1G, "x86_64"), (ARM64_1G, "arm64")])
 def test_mm_t1_shape_matches_capture(folder: Path, arch: str) -> None:
     """MM T1: same zones, widths and trailing spaces as the captured 1 GiB kernels."""
@@ -136,7 +134,6 @@ def test_mm_t2_fresh_zone_pagetypeinfo() -> None:
     assert fresh().read("/proc/pagetypeinfo") == FRESH_PAGETYPEINFO
 
 
-@needs_captures
 @pytest.mark.parametrize("folder", [X86_1G, X86_5G, ARM64_1G])
 def test_mm_t2_header_lines_byte_exact(folder: Path) -> None:
     """MM T2.1, T2.2, T2.4: the first four lines and the block-count header."""
@@ -150,7 +147,6 @@ def test_mm_t2_header_lines_byte_exact(folder: Path) -> None:
     assert real[real.index(header_line(real)) - 1] == "\n"
 
 
-@needs_captures
 @pytest.mark.parametrize("folder, arch", [(X86_1G, "x86_64"), (ARM64_1G, "arm64")])
 def test_mm_t2_shape_matches_capture(folder: Path, arch: str) -> None:
     """MM T2: whole-file shape (rows, types, widths, trailing spaces) as captured."""
@@ -228,7 +224,6 @@ def test_mm_t2_isolated_block_counts_as_isolate() -> None:
 
 
 # ----------------------------------------------------------------------- T3
-@needs_captures
 @pytest.mark.parametrize("folder, arch, ram", [
     (X86_1G, "x86_64", "1G"),
     (ARM64_1G, "arm64", "1G"),
@@ -328,14 +323,12 @@ def test_mm_t3_threshold_per_zone() -> None:
 
 
 # ----------------------------------------------------------------------- T4
-@needs_captures
 def test_mm_t4_labels_arm64() -> None:
     """MM T4: 54 arm64 lines, the captured arm64 set and order exactly."""
     mine = labels(pykern.Machine(ram="1G").read("/proc/meminfo"))
     assert len(mine) == 54 and mine == labels(capture(ARM64_1G, "/proc/meminfo"))
 
 
-@needs_captures
 def test_mm_t4_labels_x86_64() -> None:
     """MM T4: 56 x86_64 lines: the captured set and order without ``Unaccepted``."""
     mine = labels(pykern.Machine(ram="1G", arch="x86_64").read("/proc/meminfo"))
@@ -343,7 +336,6 @@ def test_mm_t4_labels_x86_64() -> None:
     assert len(mine) == 56 and mine == real
 
 
-@needs_captures
 @pytest.mark.parametrize("folder, arch", [(X86_1G, "x86_64"), (ARM64_1G, "arm64")])
 def test_mm_t4_shape_matches_capture(folder: Path, arch: str) -> None:
     """MM T4.1–T4.3: every line's label column, value width and unit as captured."""
@@ -408,7 +400,6 @@ def test_mm_t4_directmap_partial_blocks() -> None:
 
 
 # ----------------------------------------------------------------------- T5
-@needs_captures
 @pytest.mark.parametrize("folder, arch", [(X86_1G, "x86_64"), (ARM64_1G, "arm64")])
 def test_mm_t5_vmstat_names_match_capture(folder: Path, arch: str) -> None:
     """MM T5: one ``name value`` line per counter, the captured 6.18.15 names in order."""
