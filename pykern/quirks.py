@@ -26,6 +26,10 @@ QUIRKS: dict[str, tuple[str, str]] = {
                                        "pages are never freed (fix: data at mem)"),
     "cma-name-newline": ("MM CMA3", "a generated CMA area name ends in a newline (fix: no "
                                     "newline)"),
+    "contig-comp-mismatch-leak": ("MM R8", "alloc_contig_range with __GFP_COMP and a grabbed "
+                                           "range that differs from the request leaves the "
+                                           "grabbed free pages off every list (fix: release "
+                                           "them)"),
 }
 
 #: Fixes that switch on others with them (api.md).

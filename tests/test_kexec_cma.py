@@ -179,7 +179,8 @@ def test_quirks_table_matches_api() -> None:
         "cma-stale-tail": "K12.4", "cma-leak-on-failed-load": "K2.9",
         "arm64-retry-cma-leak": "K7.12", "cma-inclusive-end-conflict": "K7.8",
         "cma-align-cap": "K7.5", "cma-ignores-limits": "K7.10",
-        "arm64-text-offset-cma": "K12.4", "cma-name-newline": "MM CMA3"}
+        "arm64-text-offset-cma": "K12.4", "cma-name-newline": "MM CMA3",
+        "contig-comp-mismatch-leak": "MM R8"}
     m = Machine("256M", fixes="all")
     assert set(m.fixes) == set(quirks.QUIRKS)
     with pytest.raises(ValueError, match="no-such-fix"):

@@ -138,12 +138,12 @@ class Cma:
             log.printk(3, f"cma: __cma_alloc: {self.name}: alloc failed, req-size: {count} "
                           f"pages, ret: {ret}")
             self.cma_debug_show_areas()
-        events = self._m.mm.vm_events
+        mm = self._m.mm
         if pfn is not None:
-            events["cma_alloc_success"] = events.get("cma_alloc_success", 0) + 1
+            mm.count_vm_events("cma_alloc_success", 1)
             self.alloc_pages_success += count
         else:
-            events["cma_alloc_fail"] = events.get("cma_alloc_fail", 0) + 1
+            mm.count_vm_events("cma_alloc_fail", 1)
             self.alloc_pages_fail += count
         return pfn
 
@@ -181,14 +181,21 @@ class Cma:
         return ret, None
 
     def cma_debug_show_areas(self) -> None:
-        """The failure dump of MM CMA6.3."""
+        """``cma_debug_show_areas``: the failure dump of MM CMA6.3, as 6.17/6.18 print it.
+
+        Each range is a ``pr_info("range %d: ")`` line continued with one item per run
+        of clear bits (``for_each_clear_bitrange``), the item prefixed with ``+`` when
+        its first bit is not 0, and closed by its own ``pr_info("\n")``, which makes a
+        ``cma: `` line after every range.  The total is a continuation after a finished
+        line, so it stands alone at the default level 4.
+        """
         log = self._m.log
         log.printk(6, "cma: number of available pages: ")
         for r, cmr in enumerate(self.ranges):
             items = "".join(f"{'+' if bit else ''}{n << self.order_per_bit}@{bit}"
                             for bit, n in self.clear_runs(cmr))
             log.printk(6, f"cma: range {r}: {items}")
-        log.printk(6, "cma: ")
+            log.printk(6, "cma: ")
         log.printk(4, f"=> {self.available_count} free of {self.count} total pages")
 
     # --------------------------------------------------------------- release

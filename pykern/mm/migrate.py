@@ -46,7 +46,8 @@ def isolate_migratepages_range(m: Machine, start: int, end: int,
                                pages: list[int]) -> int:
     """MM M2: add up to 32 movable in-use pages of [start, end) to ``pages``.
 
-    Each taken page goes to the head of the list.  Returns where the scan
+    Each taken page goes to the head of the list and counts in /proc/vmstat
+    ``compact_isolated`` (``isolate_migratepages_block``).  Returns where the scan
     stopped (``cc->migrate_pfn``).
     """
     mem = m.mm.mem_map
@@ -79,6 +80,7 @@ def isolate_migratepages_range(m: Machine, start: int, end: int,
                 continue
             isolate_lru_page(m, pfn)
             pages.insert(0, pfn)
+            m.mm.count_vm_events("compact_isolated", 1)
             pfn += 1
             if len(pages) >= COMPACT_CLUSTER_MAX:
                 return pfn
@@ -120,16 +122,21 @@ def _move_mapping(m: Machine, src: int, dst: int) -> None:
 
 
 def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
-    """MM M3: move every page of ``pages`` to a new page from ``gfp``.
+    """``migrate_pages`` (MM M3): move every page of ``pages`` to a new page from ``gfp``.
 
     Returns the number not migrated (they stay on ``pages``), or -ENOMEM when
     no destination could be had (the rest stay on ``pages``).  A page with an
     extra reference fails; the kernel retries it up to ten times, but nothing
-    can drop that reference in between here, so one try decides.
+    can drop that reference in between here, so one try decides.  /proc/vmstat
+    ``pgmigrate_success`` counts the pages moved and ``pgmigrate_fail`` the pages that
+    failed, the one whose destination could not be allocated included (pages the call
+    never reached are not counted), once per call as the kernel's totals are.
     """
     mm = m.mm
     mem = mm.mem_map
     failed: list[int] = []
+    moved = 0
+    ret = 0
     while pages:
         src = pages[0]
         i = src - mem.base_pfn
@@ -140,9 +147,12 @@ def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
         zone_gfp = gfp | (G.__GFP_HIGHMEM if mm.page_zone(src).idx == ZONE_MOVABLE else 0)
         dst = mm._alloc_pages_pfn(zone_gfp, 0)
         if dst is None:
-            pages.extend(failed)
-            return -errno.ENOMEM
+            ret = -errno.ENOMEM
+            break
         pages.pop(0)
         _move_mapping(m, src, dst)
+        moved += 1
+    mm.count_vm_events("pgmigrate_success", moved)
+    mm.count_vm_events("pgmigrate_fail", len(failed) + (ret == -errno.ENOMEM))
     pages.extend(failed)
-    return len(failed)
+    return ret if ret else len(failed)

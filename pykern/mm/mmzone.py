@@ -82,7 +82,7 @@ class Zone:
         "managed_pages", "cma_pages", "free_list", "nr_free", "nr_free_pages",
         "nr_free_cma", "nr_free_highatomic", "nr_free_pages_blocks", "_watermark",
         "watermark_boost", "lowmem_reserve", "nr_reserved_highatomic",
-        "nr_isolate_pageblock", "numa_hit", "nr_inactive_anon", "kswapd_wake",
+        "nr_isolate_pageblock", "numa_hit", "pgalloc", "nr_inactive_anon", "kswapd_wake",
     )
 
     def __init__(self, idx: int, start_pfn: int, end_pfn: int) -> None:
@@ -106,6 +106,8 @@ class Zone:
         self.nr_reserved_highatomic = 0
         self.nr_isolate_pageblock = 0
         self.numa_hit = 0
+        #: /proc/vmstat ``pgalloc_<zone>``: pages the buddy allocator handed out here.
+        self.pgalloc = 0
         self.nr_inactive_anon = 0
         self.kswapd_wake = False
 

@@ -138,7 +138,11 @@ class PageAlloc:
         self.totalcma_pages = 0
         #: Stripped from every request while set (PF_MEMALLOC_PIN, MM G2).
         self.memalloc_pin = False
+        #: /proc/vmstat events other than pgalloc_<zone> (``Zone.pgalloc``) and ``pgfree``.
         self.vm_events: dict[str, int] = {}
+        #: PGFREE: pages freed to the buddy allocator, counted per free_one_page call and
+        #: per order-0 free (``__count_vm_events(PGFREE, 1 << order)``), boot release included.
+        self.pgfree = 0
         self._zonelists: list[list[Zone]] = []
         self.build_all_zonelists()
         #: (start pfn, end pfn, zone) of every zone that spans pages (spans are fixed).
@@ -367,7 +371,9 @@ class PageAlloc:
                 break
 
     def free_one_page(self, pfn: int, order: int, fpi: int = FPI_NONE) -> None:
+        """``free_one_page``: merge the block in, then count it in /proc/vmstat pgfree."""
         self.split_large_buddy(self.page_zone(pfn), pfn, order, fpi)
+        self.pgfree += 1 << order
 
     def _page_is_free(self, pfn: int) -> bool:
         """Is ``pfn`` inside some free block?"""
@@ -476,6 +482,7 @@ class PageAlloc:
                 bits = mm.pageblock_flags[i >> pageblock_order]   # MM P4
                 mt = MIGRATE_ISOLATE if bits & PB_migrate_isolate else bits & PB_migrate_mask
                 self._free_one_page(pfn, zone, 0, mt, FPI_NONE)
+                self.pgfree += 1
                 return
         raise ValueError(f"pfn {pfn:#x} lies in no zone")
 
@@ -774,7 +781,8 @@ class PageAlloc:
                             continue
                 pfn = self.rmqueue(zone, order, alloc_flags, mt)
                 if pfn is not None:
-                    zone.numa_hit += 1
+                    zone.numa_hit += 1                  # zone_statistics
+                    zone.pgalloc += 1 << order          # __count_zid_vm_events(PGALLOC)
                     self.prep_new_page(pfn, order, gfp)
                     if alloc_flags & ALLOC_HIGHATOMIC:
                         self.reserve_highatomic_pageblock(pfn, order, zone)
@@ -1006,6 +1014,11 @@ class PageAlloc:
         self.setup_per_zone_lowmem_reserve()
 
     # ------------------------------------------------------------ inspection
+    def count_vm_events(self, item: str, delta: int) -> None:
+        """``count_vm_events``: add ``delta`` to the /proc/vmstat event ``item``."""
+        if delta:
+            self.vm_events[item] = self.vm_events.get(item, 0) + delta
+
     def nr_free_pages(self) -> int:
         """NR_FREE_PAGES summed over zones (MM P6)."""
         return sum(z.nr_free_pages for z in self.zones)

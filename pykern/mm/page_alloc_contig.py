@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import gfp as G
 from .migrate import isolate_migratepages_range, migrate_pages, putback_movable_pages
-from .mmzone import MAX_PAGE_ORDER
+from .mmzone import MAX_PAGE_ORDER, pageblock_nr_pages
 from .page import PG_buddy, PG_head, PG_reserved, PG_valid
 from .page_isolation import (
     PB_ISOLATE_MODE_CMA_ALLOC, PB_ISOLATE_MODE_OTHER, find_large_buddy,
@@ -26,19 +26,31 @@ __all__ = ["ACR_FLAGS_NONE", "ACR_FLAGS_CMA", "alloc_contig_range", "free_contig
 ACR_FLAGS_NONE = 0
 ACR_FLAGS_CMA = 1
 
-_ALLOWED = (G.__GFP_IO | G.__GFP_FS | G.__GFP_DIRECT_RECLAIM | G.__GFP_KSWAPD_RECLAIM
-            | G.__GFP_COMP | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN | G.__GFP_ZERO
-            | G.__GFP_ZEROTAGS)
-_PLACEMENT = G.GFP_ZONEMASK | G.__GFP_RECLAIMABLE | G.__GFP_HARDWALL | G.__GFP_THISNODE
-_MIGRATION = G.__GFP_IO | G.__GFP_FS | G.__GFP_RECLAIM | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN
+#: ``__alloc_contig_verify_gfp_mask``'s masks (6.17): the reclaim modifiers and the action
+#: modifiers a caller may pass (__GFP_SKIP_ZERO and __GFP_SKIP_KASAN are KASAN-only bits
+#: pykern does not model, MM C1.13), and the hints that are dropped before the check.
+_RECLAIM_MASK = G.__GFP_IO | G.__GFP_FS | G.__GFP_RECLAIM
+_ACTION_MASK = (G.__GFP_COMP | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN | G.__GFP_ZERO
+                | G.__GFP_ZEROTAGS)
+_CC_ACTION_MASK = G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN
+_IGNORED = (G.GFP_ZONEMASK | G.__GFP_RECLAIMABLE | G.__GFP_WRITE | G.__GFP_HARDWALL
+            | G.__GFP_THISNODE | G.__GFP_MOVABLE)
 MAX_FOLIO_ORDER = 18  # PUD order with 4 KiB pages: the largest folio arm64/x86_64 make
 
 
 def alloc_contig_verify_gfp_mask(gfp: int) -> int | None:
-    """MM R1: the migration gfp, or None when ``gfp`` carries a forbidden bit."""
-    if gfp & ~(_ALLOWED | _PLACEMENT):
+    """``__alloc_contig_verify_gfp_mask`` (MM R1): the gfp for migration, or None for EINVAL.
+
+    Zone, mobility and placement hints (__GFP_WRITE and __GFP_HARDWALL included) are
+    dropped first; what is left must be reclaim or action modifiers.  The migration gfp
+    keeps the reclaim bits, RETRY_MAYFAIL and NOWARN, and always carries __GFP_HARDWALL,
+    __GFP_MOVABLE and __GFP_RETRY_MAYFAIL, as the kernel builds it.
+    """
+    gfp &= ~_IGNORED
+    if gfp & ~(_RECLAIM_MASK | _ACTION_MASK):
         return None
-    return (gfp & _MIGRATION) | G.__GFP_MOVABLE | G.__GFP_RETRY_MAYFAIL
+    return ((gfp & (_RECLAIM_MASK | _CC_ACTION_MASK)) | G.__GFP_HARDWALL | G.__GFP_MOVABLE
+            | G.__GFP_RETRY_MAYFAIL)
 
 
 def alloc_contig_migrate_range(m: Machine, start: int, end: int, gfp: int) -> int:
@@ -65,31 +77,77 @@ def alloc_contig_migrate_range(m: Machine, start: int, end: int, gfp: int) -> in
     return 0
 
 
-def isolate_freepages_range(m: Machine, start: int, end: int) -> int:
-    """MM R6: take every free block of [start, end) off its list; 0 on a gap."""
+def isolate_freepages_range(m: Machine, start: int, end: int,
+                            freelist: list[tuple[int, int]] | None = None) -> int:
+    """MM R6 (``isolate_freepages_range`` in strict mode): take every free block of
+    [start, end) off its list; the pfn after the last one, or 0 on a gap.
+
+    The walk goes pageblock by pageblock as ``isolate_freepages_block`` does; each block
+    that is taken whole adds its pages to /proc/vmstat ``compact_isolated``, a block that
+    hits a gap adds nothing.  On a gap everything taken so far goes back
+    (``release_free_list``).  ``freelist`` receives the taken blocks as (pfn, order).
+    """
     mm = m.mm
     mem = mm.mem_map
     zone = mm.page_zone(start)
-    taken: list[tuple[int, int]] = []
+    taken: list[tuple[int, int]] = [] if freelist is None else freelist
     pfn = start
     while pfn < end:
-        i = pfn - mem.base_pfn
-        ok = (zone.zone_spans_pfn(pfn) and 0 <= i < len(mem.flags)
-              and mem.flags[i] & PG_valid and mem.flags[i] & PG_buddy)
-        if not ok:
-            for p, order in taken:
-                mm.free_pages_prepare(p, order)
-                mm.free_one_page(p, order)
-            return 0
-        order = mem.order[i]
-        mm.del_page_from_free_list(pfn, zone, order, mem.freelist_mt[i])
-        taken.append((pfn, order))
-        pfn += 1 << order
+        block_end = min((pfn | (pageblock_nr_pages - 1)) + 1, end)
+        isolated = 0
+        while pfn < block_end:
+            i = pfn - mem.base_pfn
+            ok = (zone.zone_spans_pfn(pfn) and 0 <= i < len(mem.flags)
+                  and mem.flags[i] & PG_valid and mem.flags[i] & PG_buddy)
+            if not ok:
+                release_free_list(m, taken)
+                return 0
+            order = mem.order[i]
+            mm.del_page_from_free_list(pfn, zone, order, mem.freelist_mt[i])
+            taken.append((pfn, order))
+            isolated += 1 << order
+            pfn += 1 << order
+        mm.count_vm_events("compact_isolated", isolated)
     return pfn
 
 
+def release_free_list(m: Machine, freelist: list[tuple[int, int]]) -> None:
+    """``release_free_list`` (``mm/compaction.c``): give isolated free blocks back.
+
+    Lowest order first, each order's blocks in the order they were taken; every block
+    goes through the post-allocation hook (``mark_allocated`` with __GFP_MOVABLE, so
+    init_on_alloc clears it) and is then freed like any allocation (init_on_free clears
+    it, /proc/vmstat ``pgfree`` counts it).
+    """
+    mm = m.mm
+    mem = mm.mem_map
+    for order in sorted({o for _, o in freelist}):
+        for pfn, o in freelist:
+            if o != order:
+                continue
+            i = pfn - mem.base_pfn
+            mem.flags[i] &= ~PG_buddy
+            mem.order[i] = 0
+            mem.refcount[i] = 1
+            mem.alloc_order[i] = order
+            post_alloc_hook(m, pfn, 1 << order, G.__GFP_MOVABLE)
+            mm.free_pages(pfn, order)
+    freelist.clear()
+
+
+def post_alloc_hook(m: Machine, pfn: int, nr: int, gfp: int) -> None:
+    """The page-contents part of ``post_alloc_hook`` (MM P8): clear the pages when
+    init_on_alloc=1 or the request has __GFP_ZERO, unless init_on_free=1 (the pages were
+    cleared when they were freed)."""
+    mm = m.mm
+    if not mm.init_on_free and (mm.init_on_alloc or gfp & G.__GFP_ZERO):
+        m.physmem.clear_pages(pfn, nr)
+
+
 def _hand_out(m: Machine, start: int, end: int, gfp: int) -> None:
-    """MM R7: order-0 pages with one reference each, in pfn order."""
+    """MM R7 (``split_free_pages``): the post-allocation hook on every grabbed page with
+    the caller's gfp (so init_on_alloc=1 clears them, as it clears any allocation), then
+    order-0 pages with one reference each, in pfn order."""
     mem = m.mm.mem_map
     i, j = start - mem.base_pfn, end - mem.base_pfn
     mem.flags[i:j] = bytes([PG_valid]) * (j - i)
@@ -97,12 +155,19 @@ def _hand_out(m: Machine, start: int, end: int, gfp: int) -> None:
     mem.alloc_order[i:j] = bytes(j - i)
     for k in range(i, j):
         mem.refcount[k] = 1
-    if gfp & G.__GFP_ZERO:
-        m.physmem.clear_pages(start, end - start)
+    post_alloc_hook(m, start, end - start, gfp)
 
 
 def alloc_contig_range(m: Machine, start: int, end: int, acr_flags: int, gfp: int) -> int:
-    """MM R2: make [start, end) allocated to the caller; 0 or -errno."""
+    """``alloc_contig_range_noprof`` (MM R2): make [start, end) allocated to the caller;
+    0 or -errno.
+
+    Pages handed out go through the post-allocation hook with ``gfp`` (init_on_alloc=1
+    clears them, MM P8).  With __GFP_COMP and a grabbed range that is not exactly
+    [start, end) the kernel warns, returns -EINVAL and leaves the grabbed free pages off
+    every list (**[quirk]** ``contig-comp-mismatch-leak``; the fix releases them, as
+    upstream's "mm/page_alloc: free allocated PFNs if the range does not match" does).
+    """
     mm = m.mm
     order = (end - start).bit_length() - 1
     if gfp & G.__GFP_COMP and order > MAX_FOLIO_ORDER:
@@ -127,7 +192,8 @@ def _alloc_isolated(m: Machine, start: int, end: int, mode: int, gfp: int,
     outer_start = find_large_buddy(mm, start)
     if test_pages_isolated(mm, outer_start, end, mode):
         return -errno.EBUSY
-    outer_end = isolate_freepages_range(m, outer_start, end)
+    freelist: list[tuple[int, int]] = []
+    outer_end = isolate_freepages_range(m, outer_start, end, freelist)
     if not outer_end:
         return -errno.EBUSY
     if not gfp & G.__GFP_COMP:
@@ -144,12 +210,13 @@ def _alloc_isolated(m: Machine, start: int, end: int, mode: int, gfp: int,
         mem.flags[start - mem.base_pfn] |= PG_head
         mem.order[start - mem.base_pfn] = n.bit_length() - 1
         return 0
-    # The kernel leaves the grabbed blocks off the lists here; pykern gives them
-    # back so that a caller's mistake does not leak memory in the model.
-    m.log.warn(f"WARNING: PFN range: requested [{start}, {end}), allocated "
-               f"[{outer_start}, {outer_end})")
-    _hand_out(m, outer_start, outer_end, 0)
-    free_contig_range(m, outer_start, outer_end - outer_start)
+    if "contig-comp-mismatch-leak" in m.fixes:
+        release_free_list(m, freelist)
+        m.log.warn(f"WARNING: PFN range: allocated [{outer_start}, {outer_end}) does not "
+                   f"match requested [{start}, {end}), freeing allocated PFNs")
+    else:
+        m.log.warn(f"WARNING: PFN range: requested [{start}, {end}), allocated "
+                   f"[{outer_start}, {outer_end})")
     return -errno.EINVAL
 
 

@@ -122,11 +122,17 @@ def move_freepages_block_isolate(mm: PageAlloc, pfn: int, isolate: bool) -> bool
 
 
 def set_migratetype_isolate(mm: PageAlloc, pfn: int, mode: int, start: int, end: int) -> int:
-    """MM I2: isolate the pageblock of ``pfn``; 0 or -EBUSY."""
+    """``set_migratetype_isolate`` (MM I2): isolate the pageblock of ``pfn``; 0 or -EBUSY.
+
+    The unmovable-page scan covers [max(pfn, start), min(end of the block, end)): it
+    starts at the page the caller passes, which for the inner blocks of
+    ``start_isolate_page_range`` is the block's first valid page, so a block that
+    begins with a hole is scanned from its first RAM page.
+    """
     if mm.get_pfnblock_migratetype(pfn) == MIGRATE_ISOLATE:
         return -errno.EBUSY
     block = _pageblock_start(pfn)
-    lo, hi = max(block, start), min(block + pageblock_nr_pages, end)
+    lo, hi = max(pfn, start), min(block + pageblock_nr_pages, end)
     if has_unmovable_pages(mm, lo, hi, mode) is None:
         if not move_freepages_block_isolate(mm, block, True):
             return -errno.EBUSY

@@ -310,11 +310,14 @@ def zoneinfo(m: Machine) -> str:
 
 # --------------------------------------------------------------------- vmstat
 def global_state(m: Machine) -> dict[str, int]:
-    """The counters /proc/vmstat sums over zones and the node (MM P6, T3)."""
+    """The counters /proc/vmstat sums over zones and the node (MM P6, T3), and the
+    allocator's own events: ``pgalloc_<zone>`` (pages handed out by rmqueue in that zone)
+    and ``pgfree`` (pages given to the buddy allocator: boot release and CMA activation
+    included, as ``__free_pages_core`` counts them)."""
     zones = m.mm.zones
     anon = task_pages(m)
     hits = sum(z.numa_hit for z in zones)
-    return {
+    state = {
         "nr_free_pages": sum(z.nr_free_pages for z in zones),
         "nr_free_pages_blocks": sum(z.nr_free_pages_blocks for z in zones),
         "nr_zone_inactive_anon": anon,
@@ -323,12 +326,17 @@ def global_state(m: Machine) -> dict[str, int]:
         "numa_local": hits,
         "nr_inactive_anon": anon,
         "nr_anon_pages": anon,
+        "pgfree": m.mm.pgfree,
     }
+    for zone, short in zip(zones, _EVENT_ZONES):
+        state[f"pgalloc_{short}"] = zone.pgalloc
+    return state
 
 
 def vmstat(m: Machine) -> str:
     """``vmstat_show``: /proc/vmstat, ``name value`` per counter (MM T5). Values: the
-    model's counters, then any event in ``m.mm.vm_events`` (CMA12); the rest 0."""
+    model's counters (``global_state``), then any event in ``m.mm.vm_events``
+    (``cma_alloc_*``, CMA12; ``pgmigrate_*``, ``compact_isolated``); the rest 0."""
     state = global_state(m)
     events = m.mm.vm_events
     return "".join(f"{name} {events.get(name, state.get(name, 0))}\n"
