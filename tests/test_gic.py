@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+import pykern._fast
 from pykern import Machine, images
 from pykern.drivers.gic import (GICR_BASE, GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER,
                                 ITS_BASE, GICv3, MsiSource)
@@ -415,6 +416,7 @@ def test_gic_r4_pendbaser_ptz_reads_zero() -> None:
     assert gic.mmio_read(GICR_BASE + GICR_PROPBASER) & 0x1F == 15
 
 
+@pytest.mark.skipif(not pykern._fast.COMPILED, reason="the compiled walk is not built")
 def test_gic_i7_twins_identical_ram_with_a_gic() -> None:
     """GIC-I7: the compiled walk and the pure twin give the same RAM and scribbles."""
     outs = []
