@@ -46,6 +46,10 @@ ADDR_8_51 = ((1 << 52) - 1) & ~0xFF
 ADDR_12_47 = ((1 << 48) - 1) & ~0xFFF
 VALID = 1 << 63
 INDIRECT = 1 << 62
+VPENDBASER_PENDINGLAST = 1 << 61
+VPENDBASER_DIRTY = 1 << 60
+GICR_TYPER_PLPIS, GICR_TYPER_VLPIS, GICR_TYPER_RVPEID = 1 << 0, 1 << 1, 1 << 7
+GITS_TYPER_VMAPP = 1 << 40
 
 
 class MsiSource:
@@ -129,10 +133,15 @@ class ITS:
 
 @dataclass
 class _Vpe:
+    """One vPE as the hardware knows it: its VPT, the RD it targets, whether it is resident
+    there, and, once made non-resident during a reboot, when its write-back lands (GIC-W5)."""
+
     index: int
     vpt: int
     cpu: int
     resident: bool = False
+    delay_ns: int = 0                   # this reboot's write-back delay (GIC-H4)
+    writeback_due: int | None = None    # set while the write-back is outstanding (Dirty)
 
 
 class GICv3(Device):
@@ -190,6 +199,7 @@ class GICv3(Device):
         self._cache: dict[tuple[int, int], tuple[int, int]] = {}   # (dev, ev) -> (intid, coll)
         self._coll_cache: dict[int, int] = {}                        # collection -> cpu
         self._vpe_list: list[_Vpe] = []
+        self._wb_pending: list[_Vpe] = []         # non-resident, write-back not landed yet
         # Driver-side state of the current generation (irq_gic_v3_its).
         self.its_state: dict[str, int] = {}
         self.vector_cpu: dict[tuple[int, int], int] = {}
@@ -241,7 +251,9 @@ class GICv3(Device):
             if off == GITS_CTLR:
                 return int(its.enabled) | (int(its.quiescent) << 31)
             if off == GITS_TYPER:
-                return 1 | (int(bool(self.vpes)) << 1) | (11 << 4) | (15 << 13)
+                v4 = bool(self.vpes)
+                return 1 | (int(v4) << 1) | (11 << 4) | (15 << 13) | \
+                    (GITS_TYPER_VMAPP if v4 else 0)
             if off == GITS_CBASER:
                 return its.cbaser
             if off == GITS_CWRITER:
@@ -261,14 +273,16 @@ class GICv3(Device):
             if off == GICR_VPROPBASER:
                 return rd.vpropbaser
             if off == GICR_VPENDBASER:
-                # [model] Dirty reads 0: the non-resident moment and the write-back are
-                # one event in pykern (GIC-W5), so no window exists where it would be 1.
-                return rd.vpendbaser
+                # GIC-R8: Dirty reads 1 while a write-back of a vPE this RD made
+                # non-resident has not landed yet.
+                dirty = any(v.cpu == rd.cpu for v in self._wb_pending)
+                return rd.vpendbaser | (VPENDBASER_DIRTY if dirty else 0)
             return 0
         if off == GICR_CTLR:
             return int(rd.enable_lpis) | (int(rd.ces) << 1)
         if off == GICR_TYPER:
-            return 1 | (int(bool(self.vpes)) << 1) | (int(rd.last) << 4) | (rd.cpu << 8) | \
+            v_bits = (GICR_TYPER_VLPIS | GICR_TYPER_RVPEID) if self.vpes else 0
+            return GICR_TYPER_PLPIS | v_bits | (int(rd.last) << 4) | (rd.cpu << 8) | \
                 (rd.cpu << 32)
         if off == GICR_PROPBASER:
             return rd.propbaser
@@ -308,12 +322,7 @@ class GICv3(Device):
             if off == GICR_VPROPBASER:
                 rd.vpropbaser = value
             elif off == GICR_VPENDBASER:
-                was = bool(rd.vpendbaser & VALID)
-                rd.vpendbaser = value & ~(1 << 60)
-                if was and not value & VALID:
-                    for v in self._vpe_list:
-                        if v.cpu == rd.cpu and v.resident:
-                            v.resident = False
+                self._write_vpendbaser(rd, value)
             return
         if off == GICR_CTLR:
             if value & 1 and not rd.enable_lpis:
@@ -558,6 +567,48 @@ class GICv3(Device):
         self._signal(device_id, event_id, self._now())
 
     # ------------------------------------------------------------------ vPEs
+    def _write_vpendbaser(self, rd: Redistributor, value: int) -> None:
+        """GIC-R8: a write of ``GICR_VPENDBASER``.
+
+        Valid 1 -> 0 makes every vPE resident on this RD non-resident and starts its
+        write-back (GIC-W5).  Valid = 1 makes the vPE whose VPT the address names resident
+        here.  [model] The vPE model keeps GICv4.0's address field in VPENDBASER; writing
+        Valid = 1 over a resident vPE (architecturally UNPREDICTABLE) leaves the earlier
+        one resident too.
+        """
+        was_valid = bool(rd.vpendbaser & VALID)
+        rd.vpendbaser = value & ~VPENDBASER_DIRTY
+        if was_valid and not value & VALID:
+            for v in self._vpe_list:
+                if v.cpu == rd.cpu and v.resident:
+                    self._vpe_make_nonresident(v)
+        elif value & VALID:
+            for v in self._vpe_list:
+                if v.vpt == value & ADDR_16_51:
+                    v.cpu, v.resident = rd.cpu, True
+
+    def _vpe_make_nonresident(self, vpe: _Vpe) -> None:
+        """The RD stops running ``vpe``; its cached state is written back after the delay
+        drawn for it when the reboot started (GIC-W5, GIC-H4).
+
+        [model] Outside a reboot there is no clock: the write-back lands at once.
+        """
+        vpe.resident = False
+        if self._ctx is None:
+            self.vpe_writeback(vpe, 0)
+            return
+        vpe.writeback_due = self._now() + vpe.delay_ns
+        self._wb_pending.append(vpe)
+
+    def _vpe_land(self, vpe: _Vpe, t: int) -> None:
+        """The reboot event at which ``vpe``'s write-back is due; a no-op unless something
+        (a shutdown path, or the next kernel's RD setup) made it non-resident in time."""
+        if vpe.writeback_due is None or vpe.writeback_due > t:
+            return
+        vpe.writeback_due = None
+        self._wb_pending.remove(vpe)
+        self.vpe_writeback(vpe, t)
+
     def vpe_writeback(self, vpe: _Vpe, t: int) -> None:
         """GIC-W5: the cached vPE state lands in the first page of its VPT."""
         m = self._m()
@@ -644,27 +695,55 @@ class GICv3(Device):
         self.its.enabled = False
 
     def _vpe_events(self, ctx: RebootContext, delays: list[int]) -> list[Event]:
-        """GIC-K3/K4/K8, W5: when each vPE goes non-resident and its write-back lands."""
+        """GIC-K3/K4/K8, N7, W5: when each vPE goes non-resident and its write-back lands.
+
+        A vPE retired by the old kernel (K3, K8) or with its CPU (K4) is descheduled through
+        its RD's ``GICR_VPENDBASER`` (Valid cleared, PendingLast set) and written back
+        ``delay`` later.  A vPE left resident (on the boot CPU, or every vPE in the crash
+        path) can only be retired by the next kernel's RD setup at ``t_takeover``
+        (``allocate_vpe_l1_table()``, GIC-N7): its write-back event is due at
+        ``t_takeover + delay`` and does nothing if that kernel never cleared Valid.
+        """
         clock = ctx.clock
         out: list[Event] = []
         for vpe, delay in zip(self._vpe_list, delays):
-            if ctx.crash or not vpe.resident:
+            vpe.delay_ns = delay
+            if not vpe.resident:
                 continue
-            if self.honours_shutdown:
+            when: int | None = None
+            if ctx.crash:
+                pass
+            elif self.honours_shutdown:
                 when = clock.t_slot_start[self.name]
             elif self.quiesce == "full":
                 when = clock.t_syscore - self.syscore_wait_ns(ctx.m)
             elif vpe.cpu != 0:
                 when = clock.t_offline[vpe.cpu - 1]
+            if when is None:
+                land = clock.t_takeover + delay          # stays resident into the next kernel
             else:
-                continue                        # stays resident on the boot CPU
-            land = when + delay
+                land = when + delay
+
+                def deschedule(c: RebootContext, now: int, vpe: _Vpe = vpe) -> None:
+                    if vpe.resident:
+                        rd = self.redistributors[vpe.cpu]
+                        self._write_vpendbaser(
+                            rd, (rd.vpendbaser & ~VALID) | VPENDBASER_PENDINGLAST)
+                out.append((when, (len(self.sources), -1, vpe.index), deschedule))
 
             def writeback(c: RebootContext, now: int, vpe: _Vpe = vpe) -> None:
-                vpe.resident = False
-                self.vpe_writeback(vpe, now)
+                self._vpe_land(vpe, now)
             out.append((land, (len(self.sources), 0, vpe.index), writeback))
         return out
+
+    def end_reboot(self, ctx: RebootContext) -> None:
+        """Write-backs still outstanding at ``t_end`` land after the observed run: in RAM,
+        untraced (GIC-O2 covers the reboot only)."""
+        super().end_reboot(ctx)
+        for vpe in list(self._wb_pending):
+            vpe.writeback_due = None
+            self._wb_pending.remove(vpe)
+            self.vpe_writeback(vpe, ctx.clock.t_end)
 
     def _offline_events(self, ctx: RebootContext) -> list[Event]:
         """GIC-K4: each secondary CPU going offline moves or shuts down its vectors."""

@@ -10,20 +10,36 @@ import struct
 from typing import TYPE_CHECKING
 
 from ...mm import gfp as G
-from ..gic import (GICR_BASE, GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER, GITS_BASER,
-                   GITS_CBASER, GITS_CTLR, GITS_CWRITER, INDIRECT, INV, INVALL, ITS_BASE,
-                   LPI_BASE, MAPC, MAPD, MAPTI, MOVI, VALID, VMAPP, GICv3, _Vpe)
+from ..gic import (ADDR_12_51, ADDR_16_51, GICR_BASE, GICR_CTLR, GICR_PENDBASER,
+                   GICR_PROPBASER, GICR_TYPER, GICR_TYPER_PLPIS, GICR_TYPER_RVPEID,
+                   GICR_TYPER_VLPIS, GICR_VPENDBASER, GICR_VPROPBASER, GITS_BASER, GITS_CBASER,
+                   GITS_CTLR, GITS_CWRITER, GITS_TYPER, GITS_TYPER_VMAPP, INDIRECT, INV, INVALL,
+                   ITS_BASE, LPI_BASE, MAPC, MAPD, MAPTI, MOVI, VALID, VLPI_FRAME, VMAPP,
+                   VPENDBASER_PENDINGLAST, GICv3, _Vpe)
 
 if TYPE_CHECKING:
     from ...machine import Machine
 
-__all__ = ["gic_probe", "its_probe_one", "allocate_lpi_tables", "its_cpu_init_lpis",
-           "redist_disable_lpis", "gic_reserve_range", "its_mask_sources", "its_cpu_offline"]
+__all__ = ["gic_probe", "its_probe_one", "allocate_lpi_tables", "its_cpu_init",
+           "its_cpu_init_lpis", "allocate_vpe_l1_table", "its_cpu_init_collections",
+           "its_cpu_memreserve_lpi", "redist_disable_lpis", "gic_check_reserved_range",
+           "gic_reserve_range", "its_mask_sources", "its_cpu_offline"]
 
 SZ_64K = 0x1_0000
 ORDER_64K = 4
 TAINT_CRAP = 1024
 _ZERO = G.__GFP_ZERO
+_ITS_C = "drivers/irqchip/irq-gic-v3-its.c"
+# GICR_{PROP,PEND}BASER attributes the driver asks for: inner shareable, RaWaWb.
+_SHARE_CACHE = (1 << 10) | (7 << 7)
+# What this generation's driver learnt about an RD (the kernel's per-CPU rdist flags).
+RD_LOCAL_LPI_ENABLED = 1 << 0
+RD_LOCAL_PENDTABLE_PREALLOCATED = 1 << 1
+
+
+def _pa(addr: int) -> str:
+    """The kernel's ``%pa`` for a 64-bit phys_addr_t."""
+    return f"0x{addr:016x}"
 
 
 def _rd_base(gic: GICv3, cpu: int) -> int:
@@ -84,92 +100,224 @@ def _table_bytes(bits: int, per: int) -> int:
 
 
 def gic_check_reserved_range(m: Machine, base: int, size: int) -> bool:
-    """The whole range inside one memblock reservation (a crash kernel skips the check).
+    """gic_check_reserved_range(): the whole range inside one memblock reservation (a crash
+    kernel skips the check); otherwise a warning and the "crap" taint (GIC-O7).
 
     The kernel walks every reserved memblock range, not only the EFI memreserve list: a
     table that lies inside the new kernel's own image counts as reserved (GIC-N4).
     """
     if getattr(m, "crash_kernel", False):
         return True
-    return any(b <= base and base + size <= e for b, e in m.memblock.reserved)
+    if any(b <= base and base + size <= e for b, e in m.memblock.reserved):
+        return True
+    m.log.warn(f"GICv3: Expected reserved range [{_pa(base)}:{_pa(base + size - 1)}], "
+               "not found")
+    m.tainted |= TAINT_CRAP
+    return False
 
 
-def allocate_lpi_tables(m: Machine, gic: GICv3) -> tuple[int, int, bool, list[int | None]]:
-    """GIC-B4/N4: adopt the old property table or allocate one; a pending table per CPU.
+class _LpiTables:
+    """What allocate_lpi_tables() leaves for the per-CPU setup of this generation: the
+    kernel's ``gic_rdists`` (property table, ``lpi_id_bits``, RDIST_FLAGS_RD_TABLES_
+    PREALLOCATED) and the per-CPU ``pend_page`` and RD_LOCAL_* flags."""
 
-    Returns (property table, lpi_bits, adopted, fresh pending tables by CPU).
+    def __init__(self, prop: int, lpi_bits: int, preallocated: bool,
+                 fresh: list[int | None], has_rvpeid: bool) -> None:
+        self.prop = prop
+        self.lpi_bits = lpi_bits
+        self.preallocated = preallocated
+        self.fresh = fresh
+        self.has_rvpeid = has_rvpeid
+        self.flags = [0] * len(fresh)
+        self.used: list[int | None] = [None] * len(fresh)
+
+    @property
+    def pend_size(self) -> int:
+        return _table_bytes(self.lpi_bits, 8)
+
+
+def gic_has_rvpeid(m: Machine, gic: GICv3) -> bool:
+    """Whether direct injection runs in GICv4.1 mode: every RD's ``GICR_TYPER`` has VLPIS
+    and RVPEID (gic_update_rdist_properties()) and the ITS is a v4.1 one (``GITS_TYPER``
+    VMAPP; its_init() drops RVPEID otherwise).
+
+    [model] The model's vPEs (``vpes>0``) are GICv4.1 ones; the GICv4.0 path of
+    its_cpu_init_lpis() (its_clear_vpend_valid()) therefore never runs.
     """
-    rd0 = gic.redistributors[0]
-    adopted = False
-    if rd0.enable_lpis and gic_check_reserved_range(m, rd0.prop_addr,
-                                                    _table_bytes(rd0.id_bits, 1)):
-        adopted = True
-        lpi_bits = rd0.id_bits
-        prop = rd0.prop_addr
-        m.log.info(f"GICv3: using preallocated LPI property table @{prop:#x}")
+    want = GICR_TYPER_VLPIS | GICR_TYPER_RVPEID
+    rds = all(gic.mmio_read(_rd_base(gic, c) + GICR_TYPER) & want == want
+              for c in range(m.cpus))
+    return rds and bool(gic.mmio_read(ITS_BASE + GITS_TYPER) & GITS_TYPER_VMAPP)
+
+
+def allocate_lpi_tables(m: Machine, gic: GICv3) -> _LpiTables | None:
+    """allocate_lpi_tables() with its_setup_lpi_prop_table() (GIC-B4/N4): adopt the old
+    property table or allocate and publish one, then a pending table per possible CPU.
+
+    The check (enabled_lpis_allowed()) reads the boot CPU's ``GICR_PROPBASER`` and looks
+    for ``LPI_PROPBASE_SZ`` bytes there, which is 64 KiB whatever the old size, because
+    ``lpi_id_bits`` is still 0 when it runs.
+    """
+    rd0 = _rd_base(gic, 0)
+    preallocated = False
+    if gic.mmio_read(rd0 + GICR_CTLR) & 1 and gic_check_reserved_range(
+            m, gic.mmio_read(rd0 + GICR_PROPBASER) & ADDR_12_51, SZ_64K):
+        preallocated = True
+        m.log.info("GICv3: Using preallocated redistributor tables")
+    if preallocated:
+        val = gic.mmio_read(rd0 + GICR_PROPBASER)
+        lpi_bits = (val & 0x1F) + 1
+        prop = val & ADDR_12_51
         m.phys_write(prop, b"\xa2" * _table_bytes(lpi_bits, 1))    # a kernel write (N4)
     else:
         lpi_bits = gic.lpi_bits
         size = _table_bytes(lpi_bits, 1)
         got = _alloc_table(m, gic, "prop", (size // 4096).bit_length() - 1, None, G.GFP_NOWAIT)
         if got is None:
-            return 0, lpi_bits, False, []
+            m.log.err("Failed to allocate PROPBASE")
+            return None
         prop = got
         m.phys_write(prop, b"\xa2" * size)
+        gic_reserve_range(m, gic, prop, size)
+    m.log.info(f"GICv3: using LPI property table @{_pa(prop)}")
     pend_order = (_table_bytes(lpi_bits, 8) // 4096).bit_length() - 1
-    fresh = [_alloc_table(m, gic, "pending", pend_order, cpu, G.GFP_NOWAIT | _ZERO)
-             for cpu in range(m.cpus)]
-    return prop, lpi_bits, adopted, fresh
+    fresh: list[int | None] = []
+    for cpu in range(m.cpus):
+        fresh.append(_alloc_table(m, gic, "pending", pend_order, cpu, G.GFP_NOWAIT | _ZERO))
+        if fresh[-1] is None:
+            m.log.err(f"Failed to allocate PENDBASE for CPU{cpu}")
+    return _LpiTables(prop, lpi_bits, preallocated, fresh, gic_has_rvpeid(m, gic))
 
 
-def redist_disable_lpis(m: Machine, gic: GICv3, cpu: int) -> bool:
-    """GIC-N6: LPIs found enabled without usable tables: warn, taint, try to clear."""
-    rd = gic.redistributors[cpu]
-    m.log.warn(f"GICv3: CPU{cpu}: LPIs still enabled (probably kexec), trying to disable")
+def redist_disable_lpis(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> bool:
+    """redist_disable_lpis() (GIC-N6): nothing to do when LPIs are off or the tables were
+    adopted; otherwise warn, taint, clear ``EnableLPIs`` and check that it stuck.
+    Returns False where the kernel returns an error (the CPU then gets no LPIs)."""
+    base = _rd_base(gic, cpu)
+    if not gic.mmio_read(base + GICR_TYPER) & GICR_TYPER_PLPIS:
+        m.log.info(f"CPU{cpu}: LPIs not supported")
+        return False
+    val = gic.mmio_read(base + GICR_CTLR)
+    if not val & 1:
+        return True
+    if st.flags[cpu] & RD_LOCAL_LPI_ENABLED or st.preallocated:
+        return True
+    m.log.warn(f"GICv3: CPU{cpu}: Booted with LPIs enabled, memory probably corrupted")
     m.tainted |= TAINT_CRAP
-    gic.mmio_write(_rd_base(gic, cpu) + GICR_CTLR, 0)
-    if rd.enable_lpis:
-        m.log.err(f"GICv3: CPU{cpu}: Failed to disable LPIs")
+    gic.mmio_write(base + GICR_CTLR, val & ~1)
+    if gic.mmio_read(base + GICR_CTLR) & 1:                 # RWP reads 0 in the model
+        m.log.err(f"CPU{cpu}: Failed to disable LPIs")
         return False
     return True
 
 
-def its_cpu_init_lpis(m: Machine, gic: GICv3, cpu: int, prop: int, lpi_bits: int,
-                      adopted: bool, fresh: int | None) -> int | None:
-    """GIC-B4/N5/N6 for one CPU; returns the pending table the RD now uses (or None)."""
+def allocate_vpe_l1_table(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> int:
+    """allocate_vpe_l1_table(), as far as the model goes (GIC-N7).
+
+    On a GICv4.1 RD whose ``GICR_VPENDBASER.Valid`` is still set (a vPE an earlier kernel
+    left resident), write PendingLast with Valid clear: the RD makes that vPE non-resident
+    and writes its state back to its VPT (GIC-W5).  Since Linux 6.8 (ec4308ecfc88) this
+    runs on every RD that gets through redist_disable_lpis(), adopted tables included.
+
+    [model] Divergence: the rest of the function, the per-RD vPE configuration table
+    (``GICR_VPROPBASER`` in its v4.1 layout: inherited from an RD or ITS, or allocated
+    ``GFP_ATOMIC | __GFP_ZERO`` on the first CPU), is not modelled; pykern keeps the v4.0
+    use of VPROPBASER for the guest's vLPI property table (GIC-B7).
+    """
+    if not st.has_rvpeid:
+        return 0
+    vlpi = _rd_base(gic, cpu) + VLPI_FRAME
+    if gic.mmio_read(vlpi + GICR_VPENDBASER) & VALID:
+        gic.mmio_write(vlpi + GICR_VPENDBASER, VPENDBASER_PENDINGLAST)
+    return 0
+
+
+def its_cpu_init_lpis(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> int | None:
+    """its_cpu_init_lpis() (GIC-B4/N5/N7) for one CPU; returns the pending table the RD
+    now uses.
+
+    Adopted tables (RD tables preallocated and ``EnableLPIs`` set): check that PROPBASER
+    names the adopted property table (a WARN and the taint otherwise), check that the
+    current PENDBASER lies in a reservation (warning, WARN and taint otherwise, but it is
+    used anyway), and program nothing.  Otherwise program PROPBASER, PENDBASER (no PTZ:
+    the table was zeroed at allocation) and set ``EnableLPIs``.  Both paths then reach
+    allocate_vpe_l1_table().
+    """
     rd = gic.redistributors[cpu]
-    pend_size = _table_bytes(lpi_bits, 8)
-    pend_order = (pend_size // 4096).bit_length() - 1
-    if rd.enable_lpis:
-        if adopted:
-            current = rd.pend_addr
-            if not gic_check_reserved_range(m, current, pend_size):
-                m.log.warn(f"GICv3: CPU{cpu}: pending table @{current:#x} is not reserved")
-                m.tainted |= TAINT_CRAP
-            else:
-                m.log.info(f"GICv3: CPU{cpu}: using reserved LPI pending table "
-                           f"@{current:#x}")
-            if fresh is not None:
-                _free_table(m, gic, fresh, pend_order)
-            rd.lpis_working = True
-            return current
-        if not redist_disable_lpis(m, gic, cpu):
+    base = _rd_base(gic, cpu)
+    val = gic.mmio_read(base + GICR_CTLR)
+    if st.preallocated and val & 1:
+        paddr = gic.mmio_read(base + GICR_PROPBASER) & ADDR_12_51
+        if paddr != st.prop:
+            m.log.warn(f"WARNING: {_ITS_C}: its_cpu_init_lpis")
+            m.tainted |= TAINT_CRAP
+        paddr = gic.mmio_read(base + GICR_PENDBASER) & ADDR_16_51
+        if not gic_check_reserved_range(m, paddr, st.pend_size):
+            m.log.warn(f"WARNING: {_ITS_C}: its_cpu_init_lpis")
+        st.flags[cpu] |= RD_LOCAL_PENDTABLE_PREALLOCATED
+    else:
+        fresh = st.fresh[cpu]
+        if fresh is None:
             rd.lpis_working = False
             return None
-    if fresh is None:
-        rd.lpis_working = False
-        return None
-    base = _rd_base(gic, cpu)
-    gic.mmio_write(base + GICR_PROPBASER, prop | (lpi_bits - 1) | (1 << 10) | (7 << 7))
-    gic.mmio_write(base + GICR_PENDBASER, fresh | (1 << 62) | (1 << 10) | (7 << 7))
-    gic.mmio_write(base + GICR_CTLR, 1)
+        paddr = fresh
+        gic.mmio_write(base + GICR_PROPBASER, st.prop | _SHARE_CACHE | (st.lpi_bits - 1))
+        gic.mmio_read(base + GICR_PROPBASER)          # shareability sticks in the model
+        gic.mmio_write(base + GICR_PENDBASER, fresh | _SHARE_CACHE)
+        gic.mmio_read(base + GICR_PENDBASER)
+        gic.mmio_write(base + GICR_CTLR, gic.mmio_read(base + GICR_CTLR) | 1)
+    allocate_vpe_l1_table(m, gic, cpu, st)
+    st.flags[cpu] |= RD_LOCAL_LPI_ENABLED
     rd.lpis_working = True
-    m.log.info(f"GICv3: CPU{cpu}: using allocated LPI pending table @{fresh:#x}")
-    return fresh
+    how = "reserved" if st.flags[cpu] & RD_LOCAL_PENDTABLE_PREALLOCATED else "allocated"
+    m.log.info(f"GICv3: CPU{cpu}: using {how} LPI pending table @{_pa(paddr)}")
+    st.used[cpu] = paddr
+    return paddr
+
+
+def its_cpu_init_collections(m: Machine, gic: GICv3, cpu: int) -> None:
+    """its_cpu_init_collection(): map collection ``cpu`` to this CPU (``GITS_TYPER.PTA`` is
+    0, so the target is the RD's processor number), then INVALL."""
+    target = (gic.mmio_read(_rd_base(gic, cpu) + GICR_TYPER) >> 8) & 0xFFFF
+    its_send(m, gic, MAPC, 0, VALID | (target << 16) | cpu)
+    its_send(m, gic, INVALL, 0, cpu)
+
+
+def its_cpu_init(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> bool:
+    """its_cpu_init() for one CPU, in the kernel's order: redist_disable_lpis(), then
+    its_cpu_init_lpis() and its_cpu_init_collections(); an error from the first leaves
+    the CPU without LPIs and without a collection (GIC-N6), and its vPE resident (N7)."""
+    if not redist_disable_lpis(m, gic, cpu, st):
+        gic.redistributors[cpu].lpis_working = False
+        return False
+    its_cpu_init_lpis(m, gic, cpu, st)
+    if gic.redistributors[cpu].lpis_working:
+        its_cpu_init_collections(m, gic, cpu)
+    return True
+
+
+def its_cpu_memreserve_lpi(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> None:
+    """its_cpu_memreserve_lpi() (GIC-N5, T9): free the pending table allocated for a CPU
+    whose RD kept its old one; publish the one it uses otherwise.
+
+    [model] Divergence: the kernel runs this only when booted through EFI
+    (its_lpi_memreserve_init() returns early otherwise), so on a device-tree boot the
+    pre-allocated tables of adopting RDs are never freed; pykern frees them in every boot,
+    as GIC-N5 and GIC-I6 require.
+    """
+    fresh = st.fresh[cpu]
+    if fresh is None:
+        return
+    if st.flags[cpu] & RD_LOCAL_PENDTABLE_PREALLOCATED:
+        _free_table(m, gic, fresh, (st.pend_size // 4096).bit_length() - 1)
+        st.fresh[cpu] = None
+    else:                       # also for a CPU left without LPIs (GIC-N6), as the kernel
+        gic_reserve_range(m, gic, fresh, st.pend_size)
 
 
 def gic_reserve_range(m: Machine, gic: GICv3, base: int, size: int) -> None:
-    """GIC-T9: publish a table in the EFI memreserve list (EFI boots only)."""
+    """gic_reserve_range() (GIC-T9): publish a table in the EFI memreserve list (EFI boots
+    only; ``efi_mem_reserve_persistent()``)."""
     if not gic.efi_memreserve:
         return
     if (base, size) not in m.efi_memreserve:
@@ -211,7 +359,12 @@ def _map_sources(m: Machine, gic: GICv3, prop: int, lpi_bits: int) -> None:
 
 
 def _setup_vpes(m: Machine, gic: GICv3) -> None:
-    """GIC-B7: one guest with ``vpes`` vPEs, each resident on CPU k mod cpus."""
+    """GIC-B7: one guest with ``vpes`` vPEs, each made resident on CPU k mod cpus through
+    that RD's VPROPBASER/VPENDBASER.
+
+    [model] The hardware's list of vPEs starts again with this guest; a vPE of an earlier
+    generation whose write-back is still outstanding keeps it (GIC-N7).
+    """
     gic._vpe_list = []
     if not gic.vpes:
         return
@@ -225,35 +378,27 @@ def _setup_vpes(m: Machine, gic: GICv3) -> None:
             return
         cpu = k % m.cpus
         its_send(m, gic, VMAPP, k << 32, VALID | (cpu << 16), vpt | 15)
-        vpe = _Vpe(index=k, vpt=vpt, cpu=cpu, resident=True)
-        gic._vpe_list.append(vpe)
-        rd = gic.redistributors[cpu]
-        rd.vpropbaser = vprop | 15
-        rd.vpendbaser = VALID | vpt
+        gic._vpe_list.append(_Vpe(index=k, vpt=vpt, cpu=cpu))
+        vlpi = _rd_base(gic, cpu) + VLPI_FRAME
+        gic.mmio_write(vlpi + GICR_VPROPBASER, vprop | 15)
+        gic.mmio_write(vlpi + GICR_VPENDBASER, VALID | vpt)
 
 
 def gic_probe(m: Machine, gic: GICv3) -> None:
-    """GIC-B1..B8 (and N1..N6 in a later generation): the whole probe."""
+    """GIC-B1..B8 (and N1..N7 in a later generation): the whole probe, in the order of
+    gic_init_bases(): its_init() (ITS probe, allocate_lpi_tables()), then for each CPU in
+    turn, as the boot CPU and then each secondary comes up, its_cpu_init() followed by the
+    memreserve step; then the sources' drivers and the guest."""
     if not its_probe_one(m, gic):
         return
-    prop, lpi_bits, adopted, fresh = allocate_lpi_tables(m, gic)
-    if not prop:
+    st = allocate_lpi_tables(m, gic)
+    if st is None:
         return
-    used: list[int | None] = []
+    gic.prop_table, gic.prop_lpi_bits = st.prop, st.lpi_bits
     for cpu in range(m.cpus):
-        used.append(its_cpu_init_lpis(m, gic, cpu, prop, lpi_bits, adopted, fresh[cpu]
-                                      if cpu < len(fresh) else None))
-    gic.prop_table, gic.prop_lpi_bits = prop, lpi_bits
-    for cpu in range(m.cpus):
-        if gic.redistributors[cpu].lpis_working:
-            its_send(m, gic, MAPC, 0, VALID | (cpu << 16) | cpu)
-            its_send(m, gic, INVALL, 0, cpu)
-    _map_sources(m, gic, prop, lpi_bits)
-    if not adopted:
-        gic_reserve_range(m, gic, prop, _table_bytes(lpi_bits, 1))
-    for cpu, pend in enumerate(used):
-        if pend is not None and pend == (fresh[cpu] if cpu < len(fresh) else None):
-            gic_reserve_range(m, gic, pend, _table_bytes(lpi_bits, 8))
+        its_cpu_init(m, gic, cpu, st)
+        its_cpu_memreserve_lpi(m, gic, cpu, st)
+    _map_sources(m, gic, st.prop, st.lpi_bits)
     _setup_vpes(m, gic)
 
 
