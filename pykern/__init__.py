@@ -9,16 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import quirks
-from .kernel.kexec.uapi import (KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS, KEXEC_FILE_NO_CMA,
-                                 KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH,
-                                 KEXEC_FILE_UNLOAD)
+from .kernel.kexec.uapi import (KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS, KEXEC_FILE_FORCE_DTB,
+                                 KEXEC_FILE_NO_CMA, KEXEC_FILE_NO_INITRAMFS,
+                                 KEXEC_FILE_ON_CRASH, KEXEC_FILE_UNLOAD)
 
 if TYPE_CHECKING:
     from .machine import Machine
     from .mm.page import Page
 
 __all__ = ["Machine", "Page", "quirks", "__version__", "KEXEC_FILE_UNLOAD", "KEXEC_FILE_ON_CRASH",
-           "KEXEC_FILE_NO_INITRAMFS", "KEXEC_FILE_DEBUG", "KEXEC_FILE_NO_CMA", "KEXEC_FILE_FLAGS"]
+           "KEXEC_FILE_NO_INITRAMFS", "KEXEC_FILE_DEBUG", "KEXEC_FILE_NO_CMA", "KEXEC_FILE_FLAGS",
+           "KEXEC_FILE_FORCE_DTB"]
 #: The distribution's name on PyPI; the import name is ``pykern``.
 DIST_NAME = "pykern-emu"
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from . import quirks as _quirks
 from ._fast import get_memops
+from .kernel.config import KernelConfig, kernel_config
+from .kernel.dynamic_debug import DynamicDebug
 from .kernel.params import BootParams, parse_boot_params
-from .kernel.printk import KERN_INFO, KERN_WARNING, KernelLog
+from .kernel.printk import KERN_INFO, KERN_NOTICE, KERN_WARNING, KernelLog
 from .kernel.resource import IORESOURCE_SYSTEM_RAM, Resource
 from .lib.cmdline import parse_size
 from .mm import gfp as _gfp
@@ -28,6 +30,7 @@ from .mm.mmzone import (
 )
 from .mm.page import PG_reserved, PG_valid, MemMap
 from .mm.page_alloc import PageAlloc
+from .mm.fail_page_alloc import fail_page_alloc_init
 from .mm.cma import Cma, cma_activate_area, cma_declare_contiguous_nid
 from .mm.rmap import Rmap
 from .kernel.kexec.core import KImage
@@ -46,6 +49,8 @@ from .kernel.dma.contiguous import (
 __all__ = ["Machine", "ARCHES"]
 
 ARCHES = ("arm64", "x86_64")
+#: ``Machine(version=...)``: the kernel release modelled and its UTS_RELEASE.
+KERNEL_VERSIONS = {"6.17": "6.17.0-pykern", "6.18": "6.18.0-pykern"}
 SZ_1M = 1 << 20
 SZ_2M = 2 << 20
 SZ_16M = 16 << 20
@@ -160,11 +165,38 @@ class Machine:
                  fixes: Any = (), extensions: bool | None = None,
                  reserved: Sequence[tuple[Any, Any]] | None = None,
                  cma_areas: Sequence[dict[str, Any]] = (), pcp: bool = False,
-                 cpu_features: Iterable[str] | None = None) -> None:
+                 cpu_features: Iterable[str] | None = None, config: Any = None,
+                 version: str = "6.17") -> None:
+        """Boot generation 0.
+
+        ``config``: Kconfig overrides (:mod:`pykern.kernel.config` lists the symbols and
+        their distribution defaults); ``m.config`` is the resulting read-only mapping.
+
+        ``version``: the kernel release modelled, ``"6.17"`` (default, the release that
+        merged the kexec CMA patch) or ``"6.18"``.  The differences pykern models:
+
+        - ``KEXEC_FILE_FLAGS``: 6.17 is 0x1F, so ``KEXEC_FILE_FORCE_DTB`` (0x20) gets
+          EINVAL; 6.18 is 0x3F and accepts it.  FORCE_DTB hands the boot DTB to the next
+          x86 kernel; pykern's x86 machines boot without one, so on 6.18 the flag is
+          accepted and changes nothing (arm64 always passes a DTB and ignores it).
+        - the release in ``/proc/version`` and the boot banner.
+
+        The CMA follow-ups merged between 6.17 and 6.18 change nothing pykern can
+        observe: "kexec_core: remove superfluous page offset handling in segment
+        loading" and "kexec: remove unused code in kimage_load_cma_segment()" remove dead
+        code; the arm64/riscv zero-initialised ``kexec_buf`` fixes affect no placement;
+        the ``kimage_map_segment()`` CMA fix (6.19, 6.18.4 stable) matters only for IMA,
+        which pykern does not model.
+        """
         if arch not in ARCHES:
             raise ValueError(f"arch {arch!r} is not one of {', '.join(ARCHES)}")
-        if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= 512:
-            raise ValueError(f"cpus {cpus!r} must be an int in 1..512")
+        if not isinstance(version, str) or version not in KERNEL_VERSIONS:
+            raise ValueError(f"version {version!r} is not one of "
+                             f"{', '.join(map(repr, KERNEL_VERSIONS))}")
+        self.config: KernelConfig = kernel_config(arch, config)
+        nr_cpus = self.config["NR_CPUS"]
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= nr_cpus:
+            raise ValueError(f"cpus {cpus!r} must be an int in 1..{nr_cpus} (CONFIG_NR_CPUS)")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed {seed!r} must be an int")
         if pcp:
@@ -172,6 +204,8 @@ class Machine:
         if extensions is None and os.environ.get("PYKERN_NO_EXTENSIONS") == "1":
             extensions = False
         self.arch = arch
+        #: ``Machine(version=...)``, e.g. "6.17".
+        self.kernel_version = version
         self.cpus = cpus
         self.seed = seed
         self.extensions = extensions
@@ -182,7 +216,8 @@ class Machine:
         self.reserved_arg = None if reserved is None else _ranges(reserved, "reserved range")
         self.cma_areas_arg = [_cma_area_args(k, a) and a for k, a in enumerate(cma_areas)]
         self.cpu_features = cpu_features
-        self.boot_params: BootParams = parse_boot_params(cmdline)
+        self.boot_params: BootParams = parse_boot_params(
+            cmdline, dynamic_debug=self.config["DYNAMIC_DEBUG"])
         self.physmem = PhysMem(self.banks, self.memops)
         #: api.md `m.ram`: the RAM buffer itself (writable, buffer protocol).
         self.ram = self.physmem.buf
@@ -234,8 +269,16 @@ class Machine:
         self._apply_mem_limit(bp.mem)
         if not mb.memory:
             raise ValueError(f"mem={bp.mem}: leaves no memory")
-        self.log.info(f"Linux version 6.18.15-pykern (pykern) #1 SMP {self.arch}")
-        self.log.info(f"Kernel command line: {bp.cmdline}")
+        self.log.printk(KERN_NOTICE, self.linux_banner.rstrip("\n"))
+        self.log.printk(KERN_NOTICE, f"Kernel command line: {bp.cmdline}")
+        for text in bp.setup_warnings:  # __setup handlers refusing their value
+            self.log.printk(KERN_WARNING, text)
+        if bp.unknown:                  # print_unknown_bootoptions
+            self.log.printk(KERN_NOTICE, f'Unknown kernel command line parameters '
+                                         f'"{bp.unknown}", will be passed to user space.')
+        #: ``argv_init`` / ``envp_init``: what init would be started with.
+        self.init_argv: list[str] = list(bp.init_argv)
+        self.init_envp: list[str] = list(bp.init_envp)
         self.kernel_image = self._reserve_kernel_image()
         self.crashk_res: tuple[int, int] | None = None
         self._reserve_cma_areas()
@@ -244,6 +287,8 @@ class Machine:
             for base, size in self.efi_memreserve:      # GIC-N2
                 mb.memblock_reserve(base, size)
         self._init_zones()
+        #: lib/fault-inject.c state of this boot: the tasks' fail-nth and make-it-fail.
+        self.fault_inject = fail_page_alloc_init(self)
         self.rmap = Rmap(self.mm.mem_map.base_pfn, self.mm.mem_map.nr_slots)
         self.tasks: dict[int, Task] = {}
         self._next_pid = 1
@@ -262,6 +307,10 @@ class Machine:
         self.kexec_image: KImage | None = None
         self.kexec_crash_image: KImage | None = None
         self.kexec_file_dbg_print = False
+        # dynamic_debug_init, then the dyndbg boot parameters (lib/dynamic_debug.c).
+        self.dynamic_debug = DynamicDebug(self.arch, self.config["DYNAMIC_DEBUG"])
+        for module, query in bp.dyndbg:
+            self.dynamic_debug.exec_queries(self.log, query, module)
         self.kexec_rng = random.Random(f"pykern-kexec-{self.seed}-{self.generation}")
         self._boot_dtb: bytes | None = handover.get("dtb") if handover else None
         self.kexec_in_progress = False
@@ -452,8 +501,8 @@ class Machine:
         mem_map.pageblock_flags[:] = b"\x01" * len(mem_map.pageblock_flags)
         self.zones = zones
         self.mm = PageAlloc(mem_map, zones, self.log, self.physmem.clear_pages, arch=self.arch,
-                            init_on_alloc=self.boot_params.init_on_alloc,
-                            init_on_free=self.boot_params.init_on_free)
+                            init_on_alloc=self._init_on("alloc"),
+                            init_on_free=self._init_on("free"))
         self.mm.totalcma_pages = sum(cma.count for cma in self.cma_areas)
         self.log.info("Zone ranges:")
         for zone in zones[:ZONE_MOVABLE]:
@@ -470,6 +519,13 @@ class Machine:
             self.log.info(f"  node   0: [mem 0x{b:016x}-0x{e - 1:016x}]")
         self.log.info(f"Initmem setup node 0 [mem 0x{mb.memblock_start_of_DRAM():016x}-"
                       f"0x{mb.memblock_end_of_DRAM() - 1:016x}]")
+
+    def _init_on(self, which: str) -> bool:
+        """MM P8: ``init_on_<which>=`` if given, else CONFIG_INIT_ON_<WHICH>_DEFAULT_ON."""
+        value: bool | None = getattr(self.boot_params, f"init_on_{which}")
+        if value is None:
+            return bool(self.config[f"INIT_ON_{which.upper()}_DEFAULT_ON"])
+        return value
 
     def _memblock_free_all(self, clear: bool) -> None:
         """MM Z4: every free memblock range to the buddy allocator, ascending."""
@@ -521,11 +577,16 @@ class Machine:
         """K16.13: nothing runs any more; only physical RAM stays reachable."""
         self.log.printk(0, why)
         self.halted = True
+        self._stub_halted()
 
+    #: What a halted machine no longer answers (K16.13).
+    _HALTED_CALLS = ("read", "write", "dmesg", "kexec_file_load", "kernel_kexec", "panic",
+                     "new_task", "dma_alloc_from_contiguous", "dma_release_from_contiguous")
+
+    def _stub_halted(self) -> None:
         def halted(*_: Any, **__: Any) -> Any:
             raise RuntimeError("the machine is halted: only phys_read/phys_write work")
-        for name in ("read", "write", "dmesg", "kexec_file_load", "kernel_kexec", "panic",
-                     "new_task", "dma_alloc_from_contiguous", "dma_release_from_contiguous"):
+        for name in self._HALTED_CALLS:
             setattr(self, name, halted)
         self.mm = _Halted()  # type: ignore[assignment]
 
@@ -533,11 +594,12 @@ class Machine:
         """K16.13: the next generation boots on the same RAM from what the load passed."""
         image = handover["image"]
         info = next_kernel_info(self, image)
+        dyndbg = self.config["DYNAMIC_DEBUG"]
         try:
-            self.boot_params = parse_boot_params(info["cmdline"])
+            self.boot_params = parse_boot_params(info["cmdline"], dynamic_debug=dyndbg)
         except ValueError as exc:
             info["cmdline_error"] = str(exc)
-            self.boot_params = parse_boot_params("")
+            self.boot_params = parse_boot_params("", dynamic_debug=dyndbg)
         self.generation += 1
         self.crash_kernel = image.image_type == KEXEC_TYPE_CRASH      # GIC-N4
         self._handover = info
@@ -566,6 +628,7 @@ class Machine:
         """A new user process with no memory (api.md "Tasks")."""
         task = Task(self, self._next_pid)
         self.tasks[task.pid] = task
+        self.fault_inject.dup_task_struct(task.pid)
         self._next_pid += 1
         return task
 
@@ -582,6 +645,12 @@ class Machine:
     @property
     def cmdline(self) -> str:
         return self.boot_params.cmdline
+
+    @property
+    def linux_banner(self) -> str:
+        """``linux_banner``: the boot banner and ``/proc/version`` (init/version.c)."""
+        return (f"Linux version {KERNEL_VERSIONS[self.kernel_version]} (pykern@pykern) "
+                f"(pykern) #1 SMP PREEMPT_DYNAMIC {self.arch}\n")
 
     def dmesg(self) -> list[tuple[int, str]]:
         """(log level, text) of every kernel message of this generation."""
@@ -649,6 +718,37 @@ class Machine:
                    ("Kernel data", s + 0x800000, s + 0x8E2A80),
                    ("Kernel bss", s + 0x9D1000, s + 0xE00000)]
         return [(name, max(b, s), min(t, e)) for name, b, t in raw if min(t, e) > max(b, s)]
+
+    # ------------------------------------------------------------- snapshots
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the whole machine to ``path`` (:mod:`pykern.snapshot`); halted ones too."""
+        from .snapshot import save
+        save(self, path)
+
+    @classmethod
+    def restore(cls, path: str | os.PathLike[str]) -> Machine:
+        """The machine ``path`` holds; ``ValueError`` (``SnapshotError``) for a file that is
+        not a whole snapshot written by this pykern version."""
+        from .snapshot import restore
+        return restore(path)
+
+    def fork(self) -> Machine:
+        """An independent copy in memory: new RAM with the same bytes, same state."""
+        from .snapshot import fork
+        return fork(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The instance dict for a snapshot, without the stubs a halted machine holds."""
+        state = self.__dict__.copy()
+        if self.halted:
+            for name in self._HALTED_CALLS + ("mm",):
+                state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.halted:
+            self._stub_halted()
 
     def __repr__(self) -> str:
         total = sum(size for _, size in self.banks)

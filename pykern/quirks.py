@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["QUIRKS", "parse_fixes"]
+__all__ = ["QUIRKS", "LEAKS", "parse_fixes"]
 
 QUIRKS: dict[str, tuple[str, str]] = {
     "cma-stale-tail": ("K12.4", "a CMA segment's tail past bufsz keeps old bytes; the x86 "
@@ -30,7 +30,15 @@ QUIRKS: dict[str, tuple[str, str]] = {
                                            "range that differs from the request leaves the "
                                            "grabbed free pages off every list (fix: release "
                                            "them)"),
+    "kexec-source-page-leak": ("K12.2", "a source page whose SOURCE entry cannot be added (no "
+                                        "page for a new indirection page, K10.2) is on no "
+                                        "list, so kimage_free never frees it (fix: free it)"),
 }
+
+#: Quirks that keep memory after a failed call: leaks the fault-injection sweep
+#: (:func:`pykern.testing.faults.fail_nth_sweep`) accepts while their fix is off.
+LEAKS = frozenset({"cma-leak-on-failed-load", "arm64-retry-cma-leak",
+                   "contig-comp-mismatch-leak", "kexec-source-page-leak"})
 
 #: Fixes that switch on others with them (api.md).
 _IMPLIES = {"arm64-retry-cma-leak": ("cma-ignores-limits",)}

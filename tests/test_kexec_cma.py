@@ -180,7 +180,7 @@ def test_quirks_table_matches_api() -> None:
         "arm64-retry-cma-leak": "K7.12", "cma-inclusive-end-conflict": "K7.8",
         "cma-align-cap": "K7.5", "cma-ignores-limits": "K7.10",
         "arm64-text-offset-cma": "K12.4", "cma-name-newline": "MM CMA3",
-        "contig-comp-mismatch-leak": "MM R8"}
+        "contig-comp-mismatch-leak": "MM R8", "kexec-source-page-leak": "K12.2"}
     m = Machine("256M", fixes="all")
     assert set(m.fixes) == set(quirks.QUIRKS)
     with pytest.raises(ValueError, match="no-such-fix"):

@@ -36,6 +36,7 @@ from .page import (
 
 if TYPE_CHECKING:
     from ..kernel.printk import KernelLog
+    from .fail_page_alloc import FailPageAlloc
 
 __all__ = ["PageAlloc", "gfp_zone", "gfp_migratetype", "format_gfp"]
 
@@ -150,6 +151,8 @@ class PageAlloc:
                             if z.spanned_pages]
         #: gfp (after the G2 strip) → (highest zone, migratetype), MM G1/G3; valid gfps only.
         self._gfp_params: dict[int, tuple[int, int]] = {}
+        #: mm/fail_page_alloc.c's state (set at boot, :mod:`pykern.mm.fail_page_alloc`).
+        self.fail_page_alloc: FailPageAlloc | None = None
 
     # ------------------------------------------------------------------ lookup
     def pfn_to_page(self, pfn: int) -> Page:
@@ -835,6 +838,9 @@ class PageAlloc:
         return None if pfn is None else Page(self, pfn)
 
     def _alloc_pages_pfn(self, gfp: int, order: int) -> int | None:
+        """``__alloc_frozen_pages_noprof``: the order check, the task's gfp context,
+        ``prepare_alloc_pages`` (with ``should_fail_alloc_page``), then the fast path and
+        the slow path (MM A1-A3)."""
         if not isinstance(order, int) or order < 0:
             raise ValueError(f"order {order!r} is not a non-negative int")
         params = self._gfp_params
@@ -851,6 +857,9 @@ class PageAlloc:
         cached = params.get(gfp)
         if cached is None:
             cached = params[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp))
+        fpa = self.fail_page_alloc          # prepare_alloc_pages: should_fail_alloc_page
+        if fpa is not None and fpa.armed and fpa.should_fail_alloc_page(gfp, order):
+            return None
         highest, mt = cached
         if self.page_group_by_mobility_disabled:
             mt = MIGRATE_UNMOVABLE

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["KexecStateMachine"]
+__all__ = ["KexecStateMachine", "fail_nth_sweep"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "KexecStateMachine":
         from .stateful import KexecStateMachine
         return KexecStateMachine
+    if name == "fail_nth_sweep":          # pykern.testing.faults: needs neither library
+        from .faults import fail_nth_sweep
+        return fail_nth_sweep
     raise AttributeError(f"module 'pykern.testing' has no attribute {name!r}")

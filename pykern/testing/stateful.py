@@ -19,6 +19,7 @@ from typing import Any
 
 from hypothesis import event
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ..kernel.kexec.uapi import KEXEC_FILE_NO_CMA, KEXEC_FILE_ON_CRASH, KEXEC_FILE_UNLOAD
@@ -33,6 +34,13 @@ PAGE = 4096
 _NOWARN = gfp.__GFP_NOWARN          # read outside the class body: no name mangling
 #: What a load of a valid image may fail with (K6.1, K8.5, ARCH X12, K11.2).
 LOAD_ERRNOS = frozenset({errno.EADDRNOTAVAIL, errno.EINVAL, errno.ENOMEM})
+
+
+def _event(value: str) -> None:
+    """``hypothesis.event`` inside a hypothesis test; nothing when the rules are driven
+    directly (:mod:`pykern.testing.soak`)."""
+    if currently_in_test_context():
+        event(value)
 
 
 def _text_offset(m: Machine, kernel: bytes) -> int:
@@ -142,6 +150,11 @@ class KexecStateMachine(RuleBasedStateMachine):
     def _load(self, data: st.DataObject, flags_extra: int, no_cma: bool) -> None:
         load = data.draw(kexec_loads(arch=self.m.arch, max_kernel=self.max_image,
                                      max_initrd=self.max_image), label="load")
+        self.load_image(load, flags_extra, no_cma)
+
+    def load_image(self, load: dict[str, Any], flags_extra: int, no_cma: bool) -> None:
+        """``kexec_file_load`` of ``load`` (a :func:`~pykern.testing.strategies.kexec_loads`
+        dict) into the slot ``flags_extra`` selects, and the checks of the outcome."""
         flags = (load["flags"] & ~KEXEC_FILE_NO_CMA) | flags_extra
         if no_cma:
             flags |= KEXEC_FILE_NO_CMA
@@ -150,7 +163,7 @@ class KexecStateMachine(RuleBasedStateMachine):
         try:
             self.m.kexec_file_load(load["kernel"], load["initrd"], load["cmdline"], flags)
         except OSError as exc:
-            event(f"{slot} load: {errno.errorcode.get(exc.errno or 0, str(exc.errno))}")
+            _event(f"{slot} load: {errno.errorcode.get(exc.errno or 0, str(exc.errno))}")
             assert exc.errno in LOAD_ERRNOS, exc
             assert slot == "crash" or self.m.kexec_image is old          # K19.9
             if slot == "crash":
@@ -158,7 +171,7 @@ class KexecStateMachine(RuleBasedStateMachine):
             return
         im = self.m.kexec_image if slot == "default" else self.m.kexec_crash_image
         assert im is not None
-        event(f"{slot} load: {sum(s.cma for s in im.segments)}/{im.nr_segments} in CMA")
+        _event(f"{slot} load: {sum(s.cma for s in im.segments)}/{im.nr_segments} in CMA")
         self.text_offsets[slot] = _text_offset(self.m, load["kernel"])
 
     @rule(data=st.data(), no_cma=st.booleans())
@@ -193,7 +206,7 @@ class KexecStateMachine(RuleBasedStateMachine):
             self._power_cycle()
             return
         assert self.m.generation == gen + 1 and self.m.kexec_image is None
-        event(f"reboot copied {r.hot_phase_pages > 0}")
+        _event(f"reboot copied {r.hot_phase_pages > 0}")
         self._reset_tracking()
 
     @rule()

@@ -42,6 +42,10 @@ class Arm64Kexec:
     def probe(self, m: Machine, kernel: bytes) -> int:
         return image_probe(kernel)
 
+    def crash_hotplug_support(self, m: Machine) -> bool:
+        """arm64 has no ARCH_SUPPORTS_CRASH_HOTPLUG in 6.17/6.18."""
+        return False
+
     def load(self, m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
              cmdline: bytes) -> None:
         image_load(m, image, kernel, initrd, cmdline)

@@ -28,22 +28,42 @@ RNG_SEED_LENGTH = 32
 SETUP_RNG_SEED = 9
 E820_MAX_ENTRIES_ZEROPAGE = 128
 SZ_1M = 1 << 20
+PN_XNUM = 0xFFFF
+ELF64_EHDR_SIZE = 64
+ELF64_PHDR_SIZE = 56
+E820_TYPE_RAM = 1
 
 
-def bzImage64_probe(kernel: bytes) -> int:
-    """ARCH X1–X9: 0 or -ENOEXEC."""
-    if len(kernel) < 1024:
+def bzImage64_probe(kernel: bytes, m: Machine | None = None) -> int:
+    """``bzImage64_probe`` (ARCH X1–X9): 0 or -ENOEXEC.
+
+    Each refusal logs the kernel's ``pr_err`` (level 3) on ``m``; success is the
+    ``pr_debug`` "It's a relocatable bzImage64" (dynamic debug).  The 32-bit EFI and
+    5-level paging refusals cannot happen on pykern's machines (X8, X9)."""
+    def refuse(why: str) -> int:
+        if m is not None:
+            m.log.err("kexec-bzImage64: " + why)
         return -errno.ENOEXEC
+    if len(kernel) < 2 * 512:
+        return refuse("File is too short to be a bzImage")
     if kernel[0x202:0x206] != b"HdrS":
-        return -errno.ENOEXEC
+        return refuse("Not a bzImage")
     boot_flag, = struct.unpack_from("<H", kernel, 0x1FE)
     version, = struct.unpack_from("<H", kernel, 0x206)
-    if boot_flag != 0xAA55 or version < 0x020C:
-        return -errno.ENOEXEC
+    if boot_flag != 0xAA55:
+        return refuse("No x86 boot sector present")
+    if version < 0x020C:
+        return refuse("Must be at least protocol version 2.12")
     loadflags = kernel[0x211]
     xloadflags, = struct.unpack_from("<H", kernel, 0x236)
-    if not loadflags & 1 or not xloadflags & 1 or not xloadflags & 2:
-        return -errno.ENOEXEC
+    if not loadflags & 1:
+        return refuse("zImage not a bzImage")
+    if not xloadflags & 1:
+        return refuse("Not a bzImage64. XLF_KERNEL_64 is not set.")
+    if not xloadflags & 2:
+        return refuse("XLF_CAN_BE_LOADED_ABOVE_4G is not set.")
+    if m is not None and m.dynamic_debug.enabled("bzImage64_probe"):
+        m.dynamic_debug.pr_debug(m.log, "bzImage64_probe", "It's a relocatable bzImage64\n")
     return 0
 
 
@@ -57,12 +77,35 @@ def _crash_ram_ranges(m: Machine) -> list[tuple[int, int]]:
 
 
 def crash_load_segments(m: Machine, image: KImage) -> None:
-    """ARCH X30: the ELF core headers, bottom-up at the start of the crash region."""
-    headers = prepare_elf_headers(m, _crash_ram_ranges(m))
+    """``crash_load_segments`` (arch/x86/kernel/crash.c), ARCH X30/X31: the ELF core
+    headers, bottom-up at the start of the crash region.
+
+    With CONFIG_CRASH_HOTPLUG (``m.config``, on by default as in distribution kernels)
+    the segment is sized for hotplug: ``2 + NR_CPUS_DEFAULT + CRASH_MAX_MEMORY_RANGES``
+    program headers with MEMORY_HOTPLUG (else the present ranges instead of the maximum),
+    56 bytes each plus the 64-byte ELF header; ``image.elfcorehdr_index`` records it (the
+    digest leaves it out) and the crash e820 table excludes that whole, unrounded size.
+    At PN_XNUM headers or more the kernel logs an error and keeps the plain size.
+    Its message is crash.c's, so its prefix is "kexec: "."""
+    ranges = _crash_ram_ranges(m)
+    headers = prepare_elf_headers(m, ranges)
     kbuf = KexecBuf(image, headers, len(headers), len(headers), 4096, 0, _U64, False)
+    elf_headers_sz = len(headers)
+    cfg = m.config
+    if cfg["CRASH_HOTPLUG"]:
+        if cfg["MEMORY_HOTPLUG"]:
+            pnum = 2 + cfg["NR_CPUS_DEFAULT"] + cfg["CRASH_MAX_MEMORY_RANGES"]
+        else:
+            pnum = len(ranges) + 2 + cfg["NR_CPUS_DEFAULT"]
+        if pnum < PN_XNUM:
+            kbuf.memsz = pnum * ELF64_PHDR_SIZE + ELF64_EHDR_SIZE
+            image.elfcorehdr_index = image.nr_segments
+            elf_headers_sz = kbuf.memsz
+        else:
+            m.log.err(f"kexec: number of Phdrs {pnum} exceeds max")
     kexec_add_buffer(m, kbuf)
-    image.arch["elfcorehdr"] = (kbuf.mem, len(headers))
-    kexec_dprintk(m, f"kexec-bzImage64: Loaded ELF headers at {kbuf.mem:#x} "
+    image.arch["elfcorehdr"] = (kbuf.mem, elf_headers_sz)
+    kexec_dprintk(m, f"kexec: Loaded ELF headers at {kbuf.mem:#x} "
                      f"bufsz={kbuf.bufsz:#x} memsz={kbuf.memsz:#x}")
 
 
@@ -91,6 +134,9 @@ def setup_boot_parameters(m: Machine, image: KImage, params: bytearray,
     params[0x1E8] = len(entries)
     for k, (addr, size, kind) in enumerate(entries):
         struct.pack_into("<QQI", params, 0x2D0 + 20 * k, addr, size, kind)
+    kexec_dprintk(m, "kexec-bzImage64: E820 memmap:")
+    for addr, size, kind in entries:
+        kexec_dprintk(m, f"kexec-bzImage64: {addr:016x}-{addr + size - 1:016x} ({kind})")
     for addr, size, kind in entries:
         if kind == 1 and addr <= SZ_1M < addr + size:
             k_mem = ((addr + size - 1) >> 10) - 1024
@@ -183,8 +229,9 @@ def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | Non
         kbuf.buffer, kbuf.bufsz, kbuf.memsz = initrd, len(initrd), len(initrd)
         kbuf.buf_align, kbuf.buf_min, kbuf.mem = 4096, MIN_INITRD_LOAD_ADDR, 0
         kexec_add_buffer(m, kbuf)
+        # The kernel prints the initrd's length twice, not the page-rounded memsz.
         kexec_dprintk(m, f"kexec-bzImage64: Loaded initrd at {kbuf.mem:#x} "
-                         f"bufsz={kbuf.bufsz:#x} memsz={kbuf.memsz:#x}")
+                         f"bufsz={len(initrd):#x} memsz={len(initrd):#x}")
         struct.pack_into("<II", params, 0x218, kbuf.mem & 0xFFFFFFFF, len(initrd) & 0xFFFFFFFF)
         struct.pack_into("<II", params, 0x0C0, kbuf.mem >> 32, len(initrd) >> 32)
         image.arch["initrd"] = (kbuf.mem, len(initrd))

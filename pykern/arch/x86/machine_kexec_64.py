@@ -37,7 +37,11 @@ class X86Kexec:
     has_purgatory = True
 
     def probe(self, m: Machine, kernel: bytes) -> int:
-        return bzImage64_probe(kernel)
+        return bzImage64_probe(kernel, m)
+
+    def crash_hotplug_support(self, m: Machine) -> bool:
+        """``arch_crash_hotplug_support``: every file-mode crash load, with CRASH_HOTPLUG."""
+        return bool(m.config["CRASH_HOTPLUG"])
 
     def load(self, m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
              cmdline: bytes) -> None:
@@ -63,11 +67,16 @@ class X86Kexec:
         image.arch["pgtable"] = tables
 
     def calculate_store_digests(self, m: Machine, image: KImage) -> None:
-        """K13.1: SHA-256 over every segment but the purgatory, tails as zeros."""
+        """``kexec_calculate_store_digests`` (K13.1): SHA-256 over every segment but the
+        purgatory, tails as zeros; with CONFIG_CRASH_HOTPLUG also without the segment at
+        ``image.elfcorehdr_index`` (the hotplug-updatable elfcorehdr)."""
         sha = hashlib.sha256()
         regions = []
         skip: int = image.arch["purgatory_idx"]
+        hotplug = bool(m.config["CRASH_HOTPLUG"])
         for i, seg in enumerate(image.segments):
+            if hotplug and i == image.elfcorehdr_index:
+                continue
             if i == skip:
                 continue
             sha.update(seg.buf[:seg.bufsz])

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from .. import register, register_tree, register_writer
+import errno
+from typing import TYPE_CHECKING
+
+from .. import read_file, register, register_tree, register_writer
 from . import sysctl
+from ...kernel import dynamic_debug
 from ...kernel.resource import iomem_text
-from ...mm import cma_debug, vmstat
+from ...lib import fault_inject
+from ...mm import cma_debug, fail_page_alloc, vmstat
 from . import meminfo
+
+if TYPE_CHECKING:
+    from ...machine import Machine
 
 register("/proc/buddyinfo", vmstat.buddyinfo)
 register("/proc/pagetypeinfo", vmstat.pagetypeinfo)
@@ -25,3 +33,31 @@ register_tree("/sys/kernel/debug/cma/", cma_debug.cma_debugfs_read)
 register_writer("/sys/kernel/debug/cma/", cma_debug.cma_debugfs_write)
 register_tree("/sys/kernel/mm/cma/", cma_debug.cma_sysfs_read)
 register_writer("/proc/sys/", sysctl.sysctl_write)
+register("/proc/version", lambda m: m.linux_banner)
+register("/sys/kernel/debug/dynamic_debug/control", dynamic_debug.control_read)
+register("/proc/dynamic_debug/control", dynamic_debug.control_read)
+register_writer("/sys/kernel/debug/dynamic_debug/", dynamic_debug.control_write)
+register_writer("/proc/dynamic_debug/", dynamic_debug.control_write)
+
+# Fault injection: debugfs fail_page_alloc/ and the per-task /proc/<pid>/ files
+# (lib/fault-inject.c, mm/fail_page_alloc.c, fs/proc/base.c).  The /proc/ writer comes
+# last so the narrower /proc/ writers above keep their paths.
+register_tree("/sys/kernel/debug/fail_page_alloc/",
+              fail_page_alloc.fail_page_alloc_debugfs_read)
+register_writer("/sys/kernel/debug/fail_page_alloc/",
+                fail_page_alloc.fail_page_alloc_debugfs_write)
+register_tree("/proc/", fault_inject.proc_pid_fault_read)
+
+
+def _proc_write(m: Machine, rest: str, text: str) -> None:
+    if fault_inject.proc_pid_fault_write(m, rest, text):
+        return
+    try:
+        read_file(m, "/proc/" + rest)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory",
+                                "/proc/" + rest) from None
+    raise PermissionError(errno.EACCES, "Permission denied", "/proc/" + rest)
+
+
+register_writer("/proc/", _proc_write)

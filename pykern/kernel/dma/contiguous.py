@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 __all__ = ["CMA_SIZE_MBYTES", "CONFIG_CMA_ALIGNMENT", "dma_contiguous_reserve",
            "dev_get_cma_area", "dma_alloc_from_contiguous", "dma_release_from_contiguous"]
 
-#: CONFIG_CMA_SIZE_MBYTES per arch defconfig (MM C1.15).
+#: CONFIG_CMA_SIZE_MBYTES per arch defconfig (MM C1.15); a machine reads ``m.config``.
 CMA_SIZE_MBYTES = {"arm64": 32, "x86_64": 0}
+#: The Kconfig default; a machine reads ``m.config["CMA_ALIGNMENT"]``.
 CONFIG_CMA_ALIGNMENT = 8
 
 
@@ -25,7 +26,7 @@ def dma_contiguous_reserve(m: Machine, limit: int) -> None:
         size, base, fixed = param.size, param.base, param.fixed
         sel_limit = min(param.limit, limit) if param.limit else limit
     else:
-        size, base, fixed, sel_limit = CMA_SIZE_MBYTES[m.arch] << 20, 0, False, limit
+        size, base, fixed, sel_limit = m.config["CMA_SIZE_MBYTES"] << 20, 0, False, limit
     if size and m.dma_contiguous_default_area is None:
         cma = cma_declare_contiguous_nid(m, base, size, sel_limit, 0, 0, fixed, "reserved")
         if isinstance(cma, Cma):
@@ -40,11 +41,11 @@ def dev_get_cma_area(m: Machine, dev: Any) -> Cma | None:
 
 def dma_alloc_from_contiguous(m: Machine, dev: Any, count: int, align: int,
                               no_warn: bool) -> Page | None:
-    """MM D4: align capped at CONFIG_CMA_ALIGNMENT, then cma_alloc."""
+    """MM D4: align capped at CONFIG_CMA_ALIGNMENT (``m.config``), then cma_alloc."""
     cma = dev_get_cma_area(m, dev)
     if cma is None:
         return None
-    return cma.alloc(count, min(align, CONFIG_CMA_ALIGNMENT), no_warn)
+    return cma.alloc(count, min(align, m.config["CMA_ALIGNMENT"]), no_warn)
 
 
 def dma_release_from_contiguous(m: Machine, dev: Any, page: Page | int | None,

@@ -69,6 +69,12 @@ class KImage:
     control_page: int = _U64
     file_mode: bool = True
     no_cma: bool = False
+    #: 6.18 KEXEC_FILE_FORCE_DTB (``image->force_dtb``).
+    force_dtb: bool = False
+    #: CONFIG_CRASH_HOTPLUG: the elfcorehdr segment's index (-1: none), and whether the
+    #: crash image may be updated on hotplug (``arch_crash_hotplug_support``).
+    elfcorehdr_index: int = -1
+    hotplug_support: bool = False
     segments: list[KexecSegment] = field(default_factory=list)
     segment_cma: list[Page | None] = field(default_factory=list)
     #: Pages cma_alloc handed out for each segment's block (what the K2.9 fix releases).
@@ -196,8 +202,11 @@ def kimage_is_destination_range(image: KImage, start: int, end: int) -> bool:
 
 
 def kimage_alloc_pages(m: Machine, gfp: int, order: int) -> int | None:
-    """Allocate a block and mark it kexec's (K9.3); its phys or None."""
-    page = m.mm.alloc_pages((gfp & ~G.__GFP_ZERO) | G.__GFP_NOWARN, order)
+    """``kimage_alloc_pages``: allocate a block and mark it kexec's (K9.3); its phys or None.
+
+    The mask is the caller's minus __GFP_ZERO and nothing more (no __GFP_NOWARN), so a load
+    that runs out of memory leaves the allocator's page-allocation-failure warning."""
+    page = m.mm.alloc_pages(gfp & ~G.__GFP_ZERO, order)
     if page is None:
         return None
     mem = m.mm.mem_map
@@ -347,7 +356,11 @@ def kimage_terminate(m: Machine, image: KImage) -> None:
 
 # ---------------------------------------------------------------- loading data
 def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
-    """K12.2: one DESTINATION word, then a SOURCE page per destination page."""
+    """K12.2: one DESTINATION word, then a SOURCE page per destination page.
+
+    [quirk] ``kexec-source-page-leak``: when the SOURCE entry cannot be added (K10.2 finds
+    no indirection page) the page just taken is on no list and stays allocated, reserved,
+    after kimage_free; the fix frees it."""
     seg = image.segments[idx]
     buf = memoryview(seg.buf)
     kimage_add_entry(m, image, (seg.mem & PAGE_MASK) | IND_DESTINATION)
@@ -359,7 +372,13 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
         page = kimage_alloc_page(m, image, G.GFP_HIGHUSER, maddr)
         if page is None:
             raise KexecError(errno.ENOMEM, f"no source page for {maddr:#x}")
-        kimage_add_entry(m, image, page | IND_SOURCE)
+        try:
+            kimage_add_entry(m, image, page | IND_SOURCE)
+        except KexecError:
+            # [quirk] kexec-source-page-leak: the kernel returns with the page on no list
+            if "kexec-source-page-leak" in m.fixes:
+                kimage_free_pages(m, page, 0)
+            raise
         image._dest_index[maddr] = image.entry - 8
         mchunk = min(mbytes, PAGE_SIZE)
         uchunk = min(ubytes, mchunk)

@@ -17,9 +17,9 @@ from .core import (
     sanity_check_segment_list,
 )
 from .uapi import (
-    KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS, KEXEC_FILE_NO_CMA, KEXEC_FILE_NO_INITRAMFS,
-    KEXEC_FILE_ON_CRASH, KEXEC_FILE_SIZE_MAX, KEXEC_FILE_UNLOAD, KEXEC_SEGMENT_MAX,
-    KEXEC_TYPE_CRASH, KEXEC_TYPE_DEFAULT,
+    KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS_BY_VERSION, KEXEC_FILE_FORCE_DTB, KEXEC_FILE_NO_CMA,
+    KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH, KEXEC_FILE_SIZE_MAX, KEXEC_FILE_UNLOAD,
+    KEXEC_SEGMENT_MAX, KEXEC_TYPE_CRASH, KEXEC_TYPE_DEFAULT,
 )
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ __all__ = ["KexecBuf", "KexecArch", "kexec_file_load", "kexec_add_buffer",
 
 PAGE_SIZE = 4096
 _U64 = (1 << 64) - 1
-CMA_ALIGNMENT = 8
 
 
 @dataclass
@@ -66,16 +65,23 @@ class KexecArch(Protocol):
     def machine_kexec_prepare(self, m: Machine, image: KImage) -> None: ...
     def calculate_store_digests(self, m: Machine, image: KImage) -> None: ...
     def post_load(self, m: Machine, image: KImage) -> None: ...
+    def crash_hotplug_support(self, m: Machine) -> bool: ...
 
 
 def kexec_dprintk(m: Machine, text: str) -> None:
-    """``kexec_dprintk``: pr_info while KEXEC_FILE_DEBUG is on, else pr_debug."""
-    m.log.printk(6 if m.kexec_file_dbg_print else 7, text)
+    """``kexec_dprintk`` (include/linux/kexec.h): ``pr_info`` while the load runs with
+    KEXEC_FILE_DEBUG (``kexec_file_dbg_print``), otherwise nothing at all: it is not a
+    ``pr_debug``, so dynamic debug cannot switch it on either."""
+    if m.kexec_file_dbg_print:
+        m.log.printk(6, text)
 
 
 # ------------------------------------------------------------------ placement
 def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
-    """K7: take the segment's final memory from the default CMA area; 0 or -errno."""
+    """K7: take the segment's final memory from the default CMA area; 0 or -errno.
+
+    Its two messages are ``pr_debug`` sites (printed only where dynamic debug enables
+    them, :mod:`pykern.kernel.dynamic_debug`), not ``kexec_dprintk``."""
     nr_pages = kbuf.memsz >> 12
     image = kbuf.image
     if image.no_cma:
@@ -90,11 +96,16 @@ def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
         page = m.dma_alloc_from_contiguous(None, nr_pages, align, True)
     if page is None:
         return -errno.ENOMEM
-    kexec_dprintk(m, f"kexec_file: allocated {nr_pages} DMA pages at {page.pfn:#x}")
+    ddebug = m.dynamic_debug        # pr_debug, even while KEXEC_FILE_DEBUG is on
+    if ddebug.enabled("kexec_alloc_contig:allocated"):
+        ddebug.pr_debug(m.log, "kexec_alloc_contig:allocated",
+                        f"allocated {nr_pages} DMA pages at {page.pfn:#x}")
     mem = page.phys
     end = mem + kbuf.memsz - (1 if "cma-inclusive-end-conflict" in m.fixes else 0)
     if kimage_is_destination_range(image, mem, end):
-        kexec_dprintk(m, f"kexec_file: CMA overlaps existing mem: {mem:#x}+{kbuf.memsz:#x}")
+        if ddebug.enabled("kexec_alloc_contig:overlap"):
+            ddebug.pr_debug(m.log, "kexec_alloc_contig:overlap",
+                            f"CMA overlaps existing mem: {mem:#x}+{kbuf.memsz:#x}")
         m.dma_release_from_contiguous(None, page, nr_pages)
         return -errno.EBUSY
     if "cma-ignores-limits" in m.fixes and (mem < kbuf.buf_min
@@ -210,6 +221,7 @@ def kimage_file_prepare_segments(m: Machine, image: KImage, kernel: bytes,
         raise KexecError(errno.EINVAL, "empty kernel file")
     if len(kernel) > KEXEC_FILE_SIZE_MAX:
         raise KexecError(errno.EFBIG, "kernel file over 4 GiB")
+    kexec_dprintk(m, f"kexec_file: kernel: (____ptrval____) kernel_size: {len(kernel):#x}")
     ret = m.kexec_arch.probe(m, kernel)
     if ret:
         raise KexecError(-ret, "no loader recognises the kernel image")
@@ -221,6 +233,7 @@ def kimage_file_prepare_segments(m: Machine, image: KImage, kernel: bytes,
     else:
         initrd = None
     image.no_cma = bool(flags & KEXEC_FILE_NO_CMA)
+    image.force_dtb = bool(flags & KEXEC_FILE_FORCE_DTB)
     if cmdline and cmdline[-1] != 0:
         raise KexecError(errno.EINVAL, "command line is not NUL terminated")
     m.kexec_arch.load(m, image, kernel, initrd, cmdline)
@@ -258,13 +271,10 @@ def kimage_file_alloc_init(m: Machine, kernel: bytes, initrd: bytes | None, cmdl
     return image
 
 
-def _debug_segments(m: Machine, image: KImage, flags: int) -> None:
-    kexec_dprintk(m, f"kexec_file: nr_segments = {image.nr_segments}")
-    for i, seg in enumerate(image.segments):
-        kexec_dprintk(m, f"kexec_file: segment[{i}]: buf=0x(____ptrval____) bufsz={seg.bufsz:#x}"
-                         f" mem={seg.mem:#x} memsz={seg.memsz:#x}")
-    kexec_dprintk(m, f"kexec_file: kexec_file_load: type:{image.image_type}, start:{image.start:#x} "
-                     f"head:{image.head:#x} flags:{flags:#x}")
+def _debug_segment(m: Machine, image: KImage, i: int) -> None:
+    seg = image.segments[i]
+    kexec_dprintk(m, f"kexec_file: segment[{i}]: buf=0x(____ptrval____) bufsz={seg.bufsz:#x}"
+                     f" mem={seg.mem:#x} memsz={seg.memsz:#x}")
 
 
 def kexec_load_permitted(m: Machine, image_type: int) -> bool:
@@ -291,8 +301,10 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
     image_type = KEXEC_TYPE_CRASH if flags & KEXEC_FILE_ON_CRASH else KEXEC_TYPE_DEFAULT
     if not kexec_load_permitted(m, image_type):
         raise OSError(errno.EPERM, "kexec_file_load not permitted")
-    if flags & ~KEXEC_FILE_FLAGS:
-        raise OSError(errno.EINVAL, f"unknown flags {flags & ~KEXEC_FILE_FLAGS:#x}")
+    legal = KEXEC_FILE_FLAGS_BY_VERSION[m.kernel_version]
+    if flags & ~legal:
+        raise OSError(errno.EINVAL, f"unknown flags {flags & ~legal:#x} for "
+                                    f"{m.kernel_version}")
     crash = image_type == KEXEC_TYPE_CRASH
     if flags & KEXEC_FILE_UNLOAD:
         old = m.kexec_crash_image if crash else m.kexec_image
@@ -315,6 +327,8 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
         image = kimage_file_alloc_init(m, kernel_b, initrd_b, cmd, flags)
     except KexecError as exc:
         raise OSError(exc.errno, exc.strerror) from None
+    if crash and m.kexec_arch.crash_hotplug_support(m):
+        image.hotplug_support = True
     try:
         m.kexec_arch.machine_kexec_prepare(m, image)
         if crash:
@@ -324,7 +338,9 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
             image.arch["vmcoreinfo"] = vmcoreinfo
         if m.kexec_arch.has_purgatory:
             m.kexec_arch.calculate_store_digests(m, image)
+        kexec_dprintk(m, f"kexec_file: nr_segments = {image.nr_segments}")
         for i in range(image.nr_segments):
+            _debug_segment(m, image, i)         # printed before the segment is loaded
             kimage_load_segment(m, image, i)
         kimage_terminate(m, image)
         m.kexec_arch.post_load(m, image)
@@ -332,7 +348,8 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
         kimage_free(m, image)
         m.kexec_file_dbg_print = False
         raise OSError(exc.errno, exc.strerror) from None
-    _debug_segments(m, image, flags)
+    kexec_dprintk(m, f"kexec_file: kexec_file_load: type:{image.image_type}, "
+                     f"start:{image.start:#x} head:{image.head:#x} flags:{flags:#x}")
     image.reference_tails = [_reference_tail(m, image, i) for i in range(image.nr_segments)]
     m.kexec_file_dbg_print = False
     old = m.kexec_crash_image if crash else m.kexec_image
