@@ -14,9 +14,15 @@ Verbs::
     pykern fuzz ...                          pykern.testing.fuzz
 
 A SCENARIO is a TOML file (see :mod:`pykern.scenario`) or the name of a bundled one
-(``pykern run --list``).  Every verb takes ``--json`` and then prints one JSON document.
+(``pykern run --list``).  Every verb takes the options of :func:`_common_options` (today
+``--json``: one JSON document on stdout); a verb is one :class:`_Verb` entry in ``_VERBS``.
 
-Exit codes: 0 ok, 1 a step failed or corruption was found, 2 usage or a bad scenario.
+Exit codes describe the command that was run: 0 it did what was asked; 1 its own operation
+failed, or the reboot it made found corruption (``run``: some step of the scenario did;
+``demo``: its CMA run was damaged); 2 usage or bad input (a bad scenario, a size that can
+never fit, a demo whose CMA area is missing or too small); 130 interrupted (Ctrl-C: a short
+message, no traceback).  The verbs other than ``run`` report what earlier scenario steps
+found (on stderr, or in their step table) without making it their exit code.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = ["build_parser", "main", "render_table"]
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _UsageError(Exception):
@@ -108,84 +115,234 @@ def _gic_available() -> bool:
     return True
 
 
-def _demo_mode(args: argparse.Namespace, no_cma: bool) -> dict[str, Any]:
-    """One run of the demo: boot, load the same image, reboot, report."""
-    from . import Machine, images
-    from .kernel.kexec.uapi import KEXEC_FILE_NO_CMA
+_MiB = 1 << 20
+#: What a load needs in the CMA area besides the kernel and the initrd: the DTB (arm64) or
+#: purgatory and boot parameters (x86_64), and the alignment gaps between the blocks.
+_CMA_SLACK = 2 * _MiB
 
-    devices: list[Any] = []
-    if args.device == "gic":
-        gic = importlib.import_module("pykern.drivers.gic")
-        devices.append(gic.GICv3(honours_shutdown=False))
-    m = Machine(args.ram, arch=args.arch, cmdline=args.cmdline, seed=args.seed,
-                devices=devices or None)
+
+def _mib(n: int) -> str:
+    return f"{n >> 20} MiB" if n % _MiB == 0 else f"{n / _MiB:.1f} MiB"
+
+
+def _with_cma(cmdline: str, size: int) -> str:
+    """``cmdline`` with its ``cma=`` word replaced by (or extended with) ``cma=<size>M``."""
+    words = [w for w in cmdline.split() if not w.startswith("cma=")]
+    return " ".join([f"cma={size >> 20}M", *words])
+
+
+def _demo_devices(args: argparse.Namespace) -> list[Any]:
+    if args.device != "gic":
+        return []
+    gic = importlib.import_module("pykern.drivers.gic")
+    return [gic.GICv3(honours_shutdown=False)]
+
+
+def _demo_machine(args: argparse.Namespace, *, ram: str | None = None,
+                  cmdline: str | None = None) -> Any:
+    from . import Machine
+    devices = _demo_devices(args)
+    return Machine(args.ram if ram is None else ram, arch=args.arch,
+                   cmdline=args.cmdline if cmdline is None else cmdline, seed=args.seed,
+                   devices=devices or None)
+
+
+def _area_bytes(m: Any) -> int:
+    area = m.dma_contiguous_default_area
+    return 0 if area is None else int(area.count) << 12
+
+
+def _suggest_cma(args: argparse.Namespace, need: int, ram: int) -> str:
+    """A ``--cmdline``/``--ram`` change under which the default area is reserved and holds
+    ``need`` bytes: a few trial boots (cheap: RAM is zeroed lazily), smallest size first."""
+    size = 16 * _MiB
+    while size < need:
+        size <<= 1
+    tried = size
+    while size <= ram:
+        cmdline = _with_cma(args.cmdline, size)
+        if _area_bytes(_demo_machine(args, cmdline=cmdline)) >= need:
+            return f"--cmdline {cmdline!r}"
+        size <<= 1
+    bigger = max(ram, 256 * _MiB) << 1
+    cmdline = _with_cma(args.cmdline, tried)
+    while bigger <= 64 << 30:
+        text = f"{bigger >> 30}G" if bigger >= 1 << 30 else f"{bigger >> 20}M"
+        if _area_bytes(_demo_machine(args, ram=text, cmdline=cmdline)) >= need:
+            return f"--ram {text} --cmdline {cmdline!r}"
+        bigger <<= 1
+    return "a smaller --kernel-mib/--initrd-mib"
+
+
+def _demo_cma_problem(args: argparse.Namespace, m: Any, need: int, ram: int
+                      ) -> list[str] | None:
+    """Why the CMA run could not be a CMA run, before any image is built: no default area
+    (its reservation failed or ``cma=0``), or an area smaller than the image."""
+    images = (f"the {args.kernel_mib} MiB kernel + {args.initrd_mib} MiB initrd")
+    area = m.dma_contiguous_default_area
+    if area is None:
+        failed = [text for level, text in m.dmesg() if text.startswith("cma: ")
+                  and level <= 4]
+        param = m.boot_params.cma
+        if param is None or param.size == 0:
+            why = ("the command line asks for no area" if param is not None else
+                   f"the {args.arch} default configuration reserves none without cma=")
+        else:
+            why = (f"the kernel logged {failed[0]!r}" if failed else
+                   "the reservation failed") + (
+                f": cma={_mib(param.size)} must fit in one free, aligned range of RAM "
+                f"below the DMA limit, beside the kernel's own reservations, and this "
+                f"machine has {_mib(ram)} of RAM in all")
+        return [f"no CMA area \"reserved\" on this {_mib(ram)} {args.arch} machine "
+                f"(--cmdline {args.cmdline!r}), so the CMA run would be placed by the walk "
+                f"exactly like NO_CMA; nothing was run",
+                f"  why: {why}",
+                f"  try: {_suggest_cma(args, need, ram)}"]
+    have = _area_bytes(m)
+    if have < need:
+        return [f"the CMA area \"{area.name.strip()}\" ({_mib(have)}) cannot hold {images} "
+                f"(about {_mib(need)} with the small segments and alignment), so the CMA "
+                f"run would fall back to the walk; nothing was run",
+                "  why: kexec_file_load takes each segment from the default CMA area and "
+                "places a segment the area cannot hold with the walk, as NO_CMA does",
+                f"  try: {_suggest_cma(args, need, ram)}"]
+    return None
+
+
+def _demo_mode(args: argparse.Namespace, no_cma: bool, m: Any) -> dict[str, Any]:
+    """One run of the demo on the freshly booted ``m``: load the same image, reboot, report.
+    """
+    from . import images
+    from .kernel.kexec.uapi import KEXEC_FILE_NO_CMA, KEXEC_FILE_NO_INITRAMFS
+
+    area = m.dma_contiguous_default_area
+    cma_area = None if area is None else {
+        "name": area.name.strip(), "base": int(area.base_pfn) << 12, "bytes": _area_bytes(m)}
     kernel = (images.arm64_image(args.kernel_mib << 20, seed=args.seed) if args.arch == "arm64"
               else images.bzimage(args.kernel_mib << 20, seed=args.seed))
-    initrd = images.payload_pattern(args.initrd_mib << 20, seed=args.seed + 1)
+    initrd = images.payload_pattern(args.initrd_mib << 20, seed=args.seed + 1) \
+        if args.initrd_mib else None
     task = m.new_task()  # a user process whose pages borrow CMA until the load reclaims them
     va = task.mmap_anon(2048)
     task.write(va, b"user data " * 800)
-    m.kexec_file_load(kernel, initrd, args.cmdline, KEXEC_FILE_NO_CMA if no_cma else 0)
+    flags = (KEXEC_FILE_NO_CMA if no_cma else 0) | (
+        0 if initrd is not None else KEXEC_FILE_NO_INITRAMFS)
+    m.kexec_file_load(kernel, initrd, args.cmdline, flags)
     image = m.kexec_image
     assert image is not None
     segments = [(i, s.mem, s.memsz, "CMA" if s.cma else "walk")
                 for i, s in enumerate(image.segments)]
     entries = len(image.entries())
-    used = m.read("/sys/kernel/debug/cma/reserved/used").strip() \
-        if m.dma_contiguous_default_area is not None else "-"
+    used = None if area is None else int(area.count - area.available_count)
     result = m.kernel_kexec()
     return {"mode": "NO_CMA" if no_cma else "CMA", "device": args.device,
-            "segments": segments, "entry_words": entries,
+            "cma_area": cma_area, "segments": segments, "entry_words": entries,
             "cma_used_pages": used, "hot_phase_pages": result.hot_phase_pages,
             "hot_phase_bytes": result.hot_phase_bytes,
             "hot_phase_ms": round(result.hot_phase_seconds * 1000, 3),
             "emulated_copy_ms": result.hot_phase_ns / 1e6,
-            "verified": result.verified, "corrupted": result.corrupted,
-            "scribbles": result.scribbles,
+            "verified": bool(result.verified),
+            "corrupted": [list(c) for c in result.corrupted],
+            "scribbles": [list(s) for s in result.scribbles],
             "generation": m.generation, "next_cmdline": m.cmdline if not m.halted else None}
 
 
+def _demo_sizes(args: argparse.Namespace) -> int:
+    """RAM in bytes; sizes that can never fit are refused here, before any work."""
+    from .lib.cmdline import parse_size
+    try:
+        ram = parse_size(args.ram, "--ram")
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    if ram == 0:
+        raise _UsageError("--ram 0: a machine needs RAM")
+    image = (args.kernel_mib + args.initrd_mib) << 20
+    if image + _CMA_SLACK > ram:
+        raise _UsageError(f"--kernel-mib {args.kernel_mib} + --initrd-mib {args.initrd_mib} "
+                          f"({_mib(image)}) can never fit in --ram {args.ram} ({_mib(ram)}); "
+                          f"nothing was run")
+    return ram
+
+
 def _demo(args: argparse.Namespace) -> int:
-    """The same machine and kexec image, loaded with CMA and with KEXEC_FILE_NO_CMA."""
+    """The same machine and kexec image, loaded with CMA and with KEXEC_FILE_NO_CMA.
+
+    Exit 0 when the claim holds (the CMA run is intact), 1 when the CMA run was damaged or
+    could not load, 2 for bad sizes and for a CMA run that could not be one (no default
+    area, or an area too small for the image).
+    """
     explicit = args.device is not None
     if args.device is None:
         args.device = "gic" if args.arch == "arm64" and _gic_available() else "none"
     if args.device == "gic":
         if args.arch != "arm64":
-            _err("demo", "--device gic needs --arch arm64 (a GICv3 is an arm64 device)")
-            return EXIT_USAGE
+            raise _UsageError("--device gic needs --arch arm64 (a GICv3 is an arm64 device)")
         if not _gic_available():
-            _err("demo", "--device gic: pykern.drivers.gic is not available in this pykern")
-            return EXIT_USAGE
+            raise _UsageError("--device gic: pykern.drivers.gic is not available in this "
+                              "pykern")
+    ram = _demo_sizes(args)
+    need = ((args.kernel_mib + args.initrd_mib) << 20) + _CMA_SLACK
     try:
-        runs = [_demo_mode(args, no_cma) for no_cma in (False, True)]
+        first = _demo_machine(args)
+        problem = _demo_cma_problem(args, first, need, ram)
+        if problem:
+            _err("demo", problem[0])
+            for line in problem[1:]:
+                print(line, file=sys.stderr)
+            return EXIT_USAGE
+        area = first.dma_contiguous_default_area
+        area_line = (f"CMA area \"{area.name.strip()}\": {_mib(_area_bytes(first))} at "
+                     f"{area.base_pfn << 12:#x}")
+        runs = []
+        for classic in (False, True):
+            label = "NO_CMA" if classic else "CMA"
+            try:
+                runs.append(_demo_mode(args, classic, _demo_machine(args) if classic else first))
+            except OSError as exc:
+                _err("demo", f"the {label} run's kexec_file_load failed: "
+                             f"{os.strerror(exc.errno) if exc.errno else exc}"
+                             + (f" ({exc.strerror})" if exc.strerror else ""))
+                return EXIT_PROBLEM
+            walked = [seg for seg in runs[0]["segments"] if seg[3] != "CMA"]
+            if walked and not classic:
+                idx = ", ".join(str(seg[0]) for seg in walked)
+                _err("demo", f"the CMA area \"{area.name.strip()}\" ({_mib(_area_bytes(first))})"
+                             f" could not hold every segment: segment {idx} was placed by the "
+                             f"walk, so the CMA run is not a CMA run")
+                print("  why: a segment the area has no free block for goes to the walk, as "
+                      "with NO_CMA (its free space is split by alignment and other users)",
+                      file=sys.stderr)
+                print(f"  try: {_suggest_cma(args, need + _mib_round(need), ram)}",
+                      file=sys.stderr)
+                return EXIT_USAGE
     except ImportError as exc:
         if explicit:
-            _err("demo", f"--device {args.device} cannot be used in this pykern: {exc}")
-            return EXIT_USAGE
+            raise _UsageError(f"--device {args.device} cannot be used in this pykern: {exc}"
+                              ) from None
         _err("demo", f"note: the GIC model cannot be used ({exc}); running without it")
         args.device = "none"
         return _demo(args)
-    except (ValueError, OSError, RuntimeError) as exc:
-        _err("demo", str(exc))
-        return EXIT_USAGE
+    except (ValueError, RuntimeError) as exc:
+        raise _UsageError(str(exc)) from None
+    cma, no_cma = runs
     if args.json:
         _print_json(runs)
     else:
         print(f"pykern demo: {args.arch}, {args.ram} RAM, cmdline {args.cmdline!r}, "
               f"{args.kernel_mib} MiB kernel + {args.initrd_mib} MiB initrd, "
-              f"device {args.device}\n")
+              f"device {args.device}")
+        print(area_line + "\n")
         for run in runs:
             print(f"== {run['mode']} ==")
             for idx, mem, memsz, where in run["segments"]:
                 print(f"  segment {idx}: {mem:#012x} +{memsz:#x}  ({where})")
-            print(f"  entry words: {run['entry_words']}, CMA pages used: {run['cma_used_pages']}")
+            used = "-" if run["cma_used_pages"] is None else run["cma_used_pages"]
+            print(f"  entry words: {run['entry_words']}, CMA pages used: {used}")
             print(f"  hot phase: {run['hot_phase_pages']} pages, {run['hot_phase_bytes']} bytes "
                   f"copied, {run['emulated_copy_ms']} ms at copy_ns (wall {run['hot_phase_ms']}"
                   f" ms)")
             print(f"  verified: {run['verified']}, corrupted runs: {len(run['corrupted'])}, "
                   f"scribbles: {len(run['scribbles'])}, now generation {run['generation']}\n")
-        cma, no_cma = runs
         rows = [["hot-phase bytes", cma["hot_phase_bytes"], no_cma["hot_phase_bytes"]],
                 ["emulated copy ms", cma["emulated_copy_ms"], no_cma["emulated_copy_ms"]],
                 ["scribbles", len(cma["scribbles"]), len(no_cma["scribbles"])],
@@ -194,9 +351,13 @@ def _demo(args: argparse.Namespace) -> int:
         render_table(["", "CMA", "NO_CMA"], rows, console=_rich_console())
     # The demo exists to show NO_CMA being damaged, so that is its expected outcome: it
     # fails (1) only when the CMA run, which the seed claims is safe, was damaged too.
-    cma_run = runs[0]
-    bad = bool(cma_run["corrupted"]) or not cma_run["verified"]
+    bad = bool(cma["corrupted"]) or not cma["verified"]
     return EXIT_PROBLEM if bad else EXIT_OK
+
+
+def _mib_round(n: int) -> int:
+    """Extra room for a second suggestion: a quarter more, at least 2 MiB."""
+    return max(_CMA_SLACK, n // 4)
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -258,8 +419,19 @@ def _scenario_json(scn: Any, runner: Any) -> dict[str, Any]:
             "steps": [r.to_json() for r in runner.results], "ok": not runner.failed}
 
 
+def _setup_notes(verb: str, scn: Any, setup: Sequence[Any], label: str = "") -> None:
+    """Earlier scenario steps that failed or found corruption, on stderr: reported, but they
+    are not the exit code of ``verb``, which describes what ``verb`` itself did."""
+    run = f" ({label} run)" if label else ""
+    for r in setup:
+        if not r.ok:
+            _err(verb, f"note: {scn.name}{run} step {r.index} ({r.action}) {r.status}: "
+                       f"{r.summary} (an earlier scenario step: not this command's result)")
+
+
 def _run(args: argparse.Namespace) -> int:
-    """``pykern run``: list the bundled scenarios or execute one."""
+    """``pykern run``: list the bundled scenarios or execute one; the exit code is the
+    scenario's outcome (1 when a step failed or found corruption)."""
     from .scenario import bundled_scenarios
     if args.list:
         found = bundled_scenarios()
@@ -300,17 +472,46 @@ def _cli_blob(value: str, kind: str, scn: Any) -> Any:
     except ValueError:
         raise _UsageError(f"{kind} {value!r}: no such file, and not a size such as 16M"
                           ) from None
-    ram = sum(s for _, s in scn.machine_kwargs["ram"]) \
-        if isinstance(scn.machine_kwargs["ram"], list) else scn.machine_kwargs["ram"]
+    ram = _scenario_ram(scn)
     if size > ram:
         raise _UsageError(f"{kind} {value}: larger than the machine's {ram >> 20} MiB of RAM")
     seed = scn.machine_kwargs.get("seed", 0) + len(scn.steps) + (1000 if kind == "initrd" else 0)
     return Blob(kind, size=size, seed=seed)
 
 
-def _load_step(args: argparse.Namespace, scn: Any, runner: Any) -> Any:
+def _scenario_ram(scn: Any) -> int:
+    ram = scn.machine_kwargs["ram"]
+    return sum(s for _, s in ram) if isinstance(ram, list) else int(ram)
+
+
+def _blob_size(blob: Any) -> int:
+    if blob.size is not None:
+        return int(blob.size)
+    try:
+        return int(blob.file.stat().st_size)
+    except OSError:
+        return 0
+
+
+def _load_blobs(args: argparse.Namespace, scn: Any) -> tuple[Any, Any]:
+    """KERNEL and --initrd as Blobs; sizes that can never fit the machine are refused here,
+    before the scenario's machine is booted or any image is built."""
+    initrd = _cli_blob(args.initrd, "initrd", scn) if args.initrd else None
+    kernel = _cli_blob(args.kernel, "kernel", scn)
+    both = _blob_size(kernel) + (_blob_size(initrd) if initrd is not None else 0)
+    ram = _scenario_ram(scn)
+    if both > ram:
+        what = f"kernel {args.kernel}" + (f" + initrd {args.initrd}" if initrd else "")
+        raise _UsageError(f"{what} ({_mib(both)}) can never fit in the machine's "
+                          f"{_mib(ram)} of RAM")
+    return kernel, initrd
+
+
+def _load_step(args: argparse.Namespace, blobs: tuple[Any, Any], runner: Any) -> Any:
+    """The load step the verb adds after the scenario's steps (kexec-tools' options)."""
     from .kernel.kexec import uapi
     from .scenario import Step
+    kernel, initrd = blobs
     flags = 0
     if args.p:
         flags |= uapi.KEXEC_FILE_ON_CRASH
@@ -318,17 +519,15 @@ def _load_step(args: argparse.Namespace, scn: Any, runner: Any) -> Any:
         flags |= uapi.KEXEC_FILE_NO_CMA
     if args.d:
         flags |= uapi.KEXEC_FILE_DEBUG
-    initrd = _cli_blob(args.initrd, "initrd", scn) if args.initrd else None
     if initrd is None:
         flags |= uapi.KEXEC_FILE_NO_INITRAMFS  # as kexec-tools does without --initrd
-    kernel = _cli_blob(args.kernel, "kernel", scn)
     cmdline = args.command_line or ""
     if args.reuse_cmdline and not runner.machine.halted:
         cmdline = runner.machine.cmdline
     if args.append:
         cmdline = f"{cmdline} {args.append}".strip()
-    return Step(len(scn.steps) + 1, "load", {"kernel": kernel, "initrd": initrd,
-                                              "cmdline": cmdline, "flags": flags})
+    return Step(len(runner.results) + 1, "load", {"kernel": kernel, "initrd": initrd,
+                                                   "cmdline": cmdline, "flags": flags})
 
 
 def _refusal(syscall: str, res: Any) -> None:
@@ -340,21 +539,29 @@ def _refusal(syscall: str, res: Any) -> None:
 
 def _verb_report(verb: str, scn: Any, runner: Any, results: Sequence[Any],
                  args: argparse.Namespace) -> int:
-    """Report the scenario's steps in one line and the verb's own steps in full."""
-    failed_setup = runner.failed
+    """Report the scenario's steps in one line and the verb's own steps in full.
+
+    The exit code describes the verb's own steps only: 1 when one of them failed or its
+    reboot found corruption.  Earlier scenario steps that went wrong are reported.
+    """
+    setup = list(runner.results)
     runner.results.extend(results)
     bad = [r for r in results if not r.ok]
     if args.json:
         doc = _scenario_json(scn, runner)
         doc["verb"] = verb
         doc["result"] = [r.to_json() for r in results]
+        doc["scenario_ok"] = all(r.ok for r in setup)
+        doc["ok"] = not bad
         _print_json(doc)
+        _setup_notes(verb, scn, setup)
     else:
         print(_machine_line(scn, runner.machine))
-        setup = runner.results[:len(runner.results) - len(results)]
-        if failed_setup:
-            print(f"scenario steps: {len(setup)}, some not ok:")
-            _steps_table([r for r in setup if not r.ok])
+        not_ok = [r for r in setup if not r.ok]
+        if not_ok:
+            print(f"scenario steps: {len(setup)}, {len(not_ok)} not ok (reported here; "
+                  f"the exit code is {verb}'s own):")
+            _steps_table(not_ok)
         else:
             print(f"scenario steps: {len(setup)}, all ok")
         print()
@@ -366,7 +573,7 @@ def _verb_report(verb: str, scn: Any, runner: Any, results: Sequence[Any],
                      else "reboot(LINUX_REBOOT_CMD_KEXEC)", res)
         else:
             _err(verb, res.error or res.summary)
-    return EXIT_PROBLEM if bad or failed_setup else EXIT_OK
+    return EXIT_PROBLEM if bad else EXIT_OK
 
 
 def _verb_text(verb: str, res: Any, args: argparse.Namespace) -> None:
@@ -407,8 +614,9 @@ def _verb_text(verb: str, res: Any, args: argparse.Namespace) -> None:
 def _verb_load(args: argparse.Namespace) -> int:
     """``pykern load``: kexec -s -l KERNEL on the scenario's machine."""
     scn = _load("load", args.scenario)
+    blobs = _load_blobs(args, scn)
     runner = _runner(scn)
-    step = _load_step(args, scn, runner)
+    step = _load_step(args, blobs, runner)
     return _verb_report("load", scn, runner, [runner.execute(step)], args)
 
 
@@ -419,14 +627,17 @@ def _verb_exec(args: argparse.Namespace) -> int:
         raise _UsageError("-p loads a crash kernel, which only a panic boots: use "
                           "`pykern load -p` then `pykern panic`")
     scn = _load("exec", args.scenario)
+    blobs = _load_blobs(args, scn) if args.kernel is not None else None
     runner = _runner(scn)
+    step = _load_step(args, blobs, runner) if blobs is not None else None
     results = []
-    if args.kernel is not None:
-        load = runner.execute(_load_step(args, scn, runner))
+    if step is not None:
+        load = runner.execute(step)
         results.append(load)
         if not load.ok:
             return _verb_report("exec", scn, runner, results, args)
-    results.append(runner.execute(Step(len(scn.steps) + len(results) + 1, "exec")))
+    index = len(runner.results) + len(results) + 1
+    results.append(runner.execute(Step(index, "exec")))
     return _verb_report("exec", scn, runner, results, args)
 
 
@@ -435,7 +646,7 @@ def _verb_unload(args: argparse.Namespace) -> int:
     from .scenario import Step
     scn = _load("unload", args.scenario)
     runner = _runner(scn)
-    step = Step(len(scn.steps) + 1, "unload", {"crash": bool(args.p)})
+    step = Step(len(runner.results) + 1, "unload", {"crash": bool(args.p)})
     return _verb_report("unload", scn, runner, [runner.execute(step)], args)
 
 
@@ -444,17 +655,19 @@ def _verb_panic(args: argparse.Namespace) -> int:
     from .scenario import Step
     scn = _load("panic", args.scenario)
     runner = _runner(scn)
-    step = Step(len(scn.steps) + 1, "panic")
+    step = Step(len(runner.results) + 1, "panic")
     return _verb_report("panic", scn, runner, [runner.execute(step)], args)
 
 
 def _cat(args: argparse.Namespace) -> int:
-    """``pykern cat``: print one procfs/sysfs/debugfs file after step N."""
+    """``pykern cat``: print one procfs/sysfs/debugfs file after step N (exit 1 only when
+    the file cannot be read)."""
     scn = _load("cat", args.scenario)
     runner = _runner(scn, args.step)
     m = runner.machine
     step = len(runner.results)
     if m.halted:
+        _setup_notes("cat", scn, runner.results)
         _err("cat", f"after step {step} the machine is halted: no files to read")
         return EXIT_PROBLEM
     try:
@@ -467,15 +680,18 @@ def _cat(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
     if args.json:
         doc = _scenario_json(scn, runner)
-        doc.update(path=args.path, after_step=step, text=text)
+        doc.update(path=args.path, after_step=step, text=text, scenario_ok=doc["ok"], ok=True)
         _print_json(doc)
     else:
         sys.stdout.write(text)
-    return EXIT_PROBLEM if runner.failed else EXIT_OK
+        sys.stdout.flush()
+    _setup_notes("cat", scn, runner.results)
+    return EXIT_OK
 
 
 def _map(args: argparse.Namespace) -> int:
-    """``pykern map``: draw the physical memory map into a PNG or SVG."""
+    """``pykern map``: draw the physical memory map into a PNG or SVG (exit 0 once the
+    picture is written; what the scenario's steps found is in the picture and on stderr)."""
     out = Path(args.output)
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
@@ -489,12 +705,14 @@ def _map(args: argparse.Namespace) -> int:
     from . import cli_map
     from .kernel.kexec import uapi
     from .scenario import demo_scenario
+    modes = args.modes
     if args.scenario is None:
         device = "gic" if _gic_available() else "none"
         scn = demo_scenario("arm64", device)
+        modes = True                     # the demo is the comparison of the two modes
     else:
         scn = _load("map", args.scenario)
-    if args.modes:
+    if modes:
         runners = [(f"{label}", _runner(scn, args.step, flag_override=fn)) for label, fn in (
             ("CMA", lambda f: f & ~uapi.KEXEC_FILE_NO_CMA),
             ("NO_CMA", lambda f: f | uapi.KEXEC_FILE_NO_CMA))]
@@ -508,15 +726,17 @@ def _map(args: argparse.Namespace) -> int:
     except OSError as exc:
         _err("map", f"{args.output}: {exc.strerror or exc}")
         return EXIT_USAGE
-    failed = any(r.failed for _, r in runners)
+    scenario_ok = not any(r.failed for _, r in runners)
     if args.json:
         _print_json({"output": str(out), "format": fmt, "scenario": scn.name,
                      "after_step": step, "panels": [p.to_json() for p in panels],
-                     "ok": not failed})
+                     "scenario_ok": scenario_ok, "ok": True})
     else:
         print(f"wrote {out} ({fmt}): {len(panels)} panel{'s' if len(panels) > 1 else ''}, "
               f"{title}")
-    return EXIT_PROBLEM if failed else EXIT_OK
+    for label, r in runners:
+        _setup_notes("map", scn, r.results, label)
+    return EXIT_OK
 
 
 def _fuzz(argv: Sequence[str]) -> int:
@@ -534,6 +754,20 @@ def _fuzz(argv: Sequence[str]) -> int:
 
 
 # -------------------------------------------------------------------------------- parser
+def _positive(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def _scenario_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", metavar="SCENARIO",
                    help="a scenario .toml file or a bundled name (pykern run --list)")
@@ -544,9 +778,11 @@ def _load_options(p: argparse.ArgumentParser, *, kernel_optional: bool) -> None:
                    help="use kexec_file_load (always: the only syscall pykern models)")
     p.add_argument("-p", "--load-panic", dest="p", action="store_true",
                    help="load a crash kernel (KEXEC_FILE_ON_CRASH)")
-    p.add_argument("--no-cma", action="store_true", help="KEXEC_FILE_NO_CMA")
+    p.add_argument("--no-cma", action="store_true",
+                   help="KEXEC_FILE_NO_CMA: place every segment with the walk, never in CMA")
     p.add_argument("--initrd", "--ramdisk", metavar="FILE|SIZE",
-                   help="an initrd file, or a size such as 32M for a synthetic one")
+                   help="an initrd file, or a size such as 32M for a synthetic one "
+                        "(default: none, KEXEC_FILE_NO_INITRAMFS)")
     p.add_argument("--command-line", metavar="STR", help="the new kernel's command line")
     p.add_argument("--append", metavar="STR", help="appended to the command line")
     p.add_argument("--reuse-cmdline", action="store_true",
@@ -554,93 +790,152 @@ def _load_options(p: argparse.ArgumentParser, *, kernel_optional: bool) -> None:
     p.add_argument("-d", "--debug", dest="d", action="store_true",
                    help="KEXEC_FILE_DEBUG: print the kernel's placement messages")
     p.add_argument("kernel", metavar="KERNEL", nargs="?" if kernel_optional else None,
-                   help="an image file, or a size such as 16M for a synthetic image")
+                   help="an image file, or a size such as 16M for a synthetic image of the "
+                        "machine's arch" + (" (omitted: reboot into the image the scenario "
+                                            "loaded)" if kernel_optional else ""))
+
+
+def _demo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ram", default="1G", metavar="SIZE",
+                   help="RAM of the machine, one bank (default 1G)")
+    p.add_argument("--arch", default="arm64", choices=("arm64", "x86_64"),
+                   help="machine architecture and image format (default arm64: an Image; "
+                        "x86_64: a bzImage)")
+    p.add_argument("--cmdline", default="cma=256M console=ttyAMA0", metavar="STR",
+                   help="boot command line of the machine and of the loaded kernel; its "
+                        "cma= sizes the CMA area the CMA run loads into (default "
+                        "'cma=256M console=ttyAMA0')")
+    p.add_argument("--kernel-mib", type=_positive(1), default=16, metavar="MIB",
+                   help="size of the synthetic kernel image in MiB (default 16)")
+    p.add_argument("--initrd-mib", type=_positive(0), default=32, metavar="MIB",
+                   help="size of the synthetic initrd in MiB, 0 for none (default 32)")
+    p.add_argument("--seed", type=_positive(0), default=0, metavar="S",
+                   help="machine seed: device timing and image contents (default 0)")
+    p.add_argument("--device", choices=("gic", "none"), default=None,
+                   help="gic: a GICv3 that ignores shutdown and keeps writing during the "
+                        "reboot; none: no device (default: gic on arm64 when "
+                        "pykern.drivers.gic exists)")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?",
+                   help="a scenario .toml file or a bundled name")
+    p.add_argument("--list", action="store_true", help="list the bundled scenarios")
+    p.add_argument("--step", type=_positive(0), metavar="N",
+                   help="stop after step N (0 = right after boot; default: all steps)")
+
+
+def _load_verb_options(p: argparse.ArgumentParser) -> None:
+    _scenario_arg(p)
+    _load_options(p, kernel_optional=False)
+
+
+def _exec_verb_options(p: argparse.ArgumentParser) -> None:
+    _scenario_arg(p)
+    _load_options(p, kernel_optional=True)
+
+
+def _unload_options(p: argparse.ArgumentParser) -> None:
+    _scenario_arg(p)
+    p.add_argument("-p", "--load-panic", dest="p", action="store_true",
+                   help="unload the crash kernel instead of the default one")
+
+
+def _cat_options(p: argparse.ArgumentParser) -> None:
+    _scenario_arg(p)
+    p.add_argument("path", metavar="PATH",
+                   help="a procfs, sysfs or debugfs file, e.g. /proc/iomem")
+    p.add_argument("--step", type=_positive(0), metavar="N",
+                   help="after step N (0 = at boot; default: after all steps)")
+
+
+def _map_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?",
+                   help="a scenario .toml file or a bundled name (default: the demo's "
+                        "machine, loaded and rebooted in both modes)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the picture to write: FILE.png or FILE.svg")
+    p.add_argument("--step", type=_positive(0), metavar="N",
+                   help="draw the machine after step N (default: after all steps)")
+    p.add_argument("--modes", action="store_true",
+                   help="run the scenario twice, its loads with CMA allowed and with "
+                        "KEXEC_FILE_NO_CMA, and draw the two one above the other")
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    """Options every verb takes (the one place to add another)."""
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout instead of text")
+
+
+@dataclass(frozen=True)
+class _Verb:
+    """A verb of the ``pykern`` command: its handler, its options and its help."""
+
+    name: str
+    func: Callable[[argparse.Namespace], int]
+    options: Callable[[argparse.ArgumentParser], None]
+    help: str
+
+
+_VERBS: tuple[_Verb, ...] = (
+    _Verb("demo", _demo, _demo_options,
+          "one image loaded with CMA and with KEXEC_FILE_NO_CMA, rebooted under a GIC that "
+          "ignores shutdown, side by side (exit 1 if the CMA run is damaged, 2 if the CMA "
+          "area is missing or too small)"),
+    _Verb("run", _run, _run_options,
+          "execute a scenario file and report each step (exit 1 if a step failed or found "
+          "corruption)"),
+    _Verb("load", _verb_load, _load_verb_options,
+          "kexec -s -l: load a kernel on a scenario's machine"),
+    _Verb("exec", _verb_exec, _exec_verb_options,
+          "load KERNEL (if given) and reboot into it (kexec -e)"),
+    _Verb("unload", _verb_unload, _unload_options, "kexec -u: unload the loaded kernel"),
+    _Verb("panic", _verb_panic, _scenario_arg,
+          "panic: boot the loaded crash kernel, or halt"),
+    _Verb("cat", _cat, _cat_options,
+          "print a procfs/sysfs/debugfs file of a scenario's machine"),
+    _Verb("map", _map, _map_options,
+          "draw the physical memory map into a PNG or SVG (needs pykern-emu[plot])"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``pykern`` command."""
-    parser = argparse.ArgumentParser(prog="pykern", description="Linux memory and kexec, "
-                                     "emulated in Python.")
+    parser = argparse.ArgumentParser(
+        prog="pykern", description="Linux memory and kexec, emulated in Python.",
+        epilog="Exit codes: 0 the command did what was asked; 1 its own operation failed or "
+               "its own reboot found corruption; 2 usage or bad input; 130 interrupted.")
     from . import DIST_NAME, __version__
-    parser.add_argument("--version", action="version",
-                        version=f"{DIST_NAME} {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document")
-
-    demo = sub.add_parser("demo", parents=[common],
-                          help="one image loaded with CMA and with KEXEC_FILE_NO_CMA, "
-                               "rebooted under a GIC that ignores shutdown, side by side "
-                               "(exit 1 only if the CMA run is damaged)")
-    demo.add_argument("--ram", default="1G")
-    demo.add_argument("--arch", default="arm64", choices=("arm64", "x86_64"))
-    demo.add_argument("--cmdline", default="cma=256M console=ttyAMA0")
-    demo.add_argument("--kernel-mib", type=int, default=16)
-    demo.add_argument("--initrd-mib", type=int, default=32)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", choices=("gic", "none"), default=None,
-                      help="a GICv3 that ignores shutdown (default: gic on arm64 when "
-                           "pykern.drivers.gic exists)")
-    demo.set_defaults(func=_demo)
-
-    run = sub.add_parser("run", parents=[common], help="execute a scenario file")
-    run.add_argument("scenario", metavar="SCENARIO", nargs="?",
-                     help="a scenario .toml file or a bundled name")
-    run.add_argument("--list", action="store_true", help="list the bundled scenarios")
-    run.add_argument("--step", type=int, metavar="N", help="stop after step N")
-    run.set_defaults(func=_run)
-
-    load = sub.add_parser("load", parents=[common],
-                          help="kexec -s -l: load a kernel on a scenario's machine")
-    _scenario_arg(load)
-    _load_options(load, kernel_optional=False)
-    load.set_defaults(func=_verb_load)
-
-    exe = sub.add_parser("exec", parents=[common],
-                         help="load KERNEL (if given) and reboot into it (kexec -e)")
-    _scenario_arg(exe)
-    _load_options(exe, kernel_optional=True)
-    exe.set_defaults(func=_verb_exec)
-
-    unload = sub.add_parser("unload", parents=[common], help="kexec -u")
-    _scenario_arg(unload)
-    unload.add_argument("-p", "--load-panic", dest="p", action="store_true",
-                        help="unload the crash kernel")
-    unload.set_defaults(func=_verb_unload)
-
-    panic = sub.add_parser("panic", parents=[common],
-                           help="panic: boot the crash kernel, or halt")
-    _scenario_arg(panic)
-    panic.set_defaults(func=_verb_panic)
-
-    cat = sub.add_parser("cat", parents=[common],
-                         help="print a procfs/sysfs/debugfs file of a scenario's machine")
-    _scenario_arg(cat)
-    cat.add_argument("path", metavar="PATH", help="e.g. /proc/iomem")
-    cat.add_argument("--step", type=int, metavar="N",
-                     help="after step N (0 = at boot; default: after all steps)")
-    cat.set_defaults(func=_cat)
-
-    mp = sub.add_parser("map", parents=[common],
-                        help="draw the physical memory map (needs pykern-emu[plot])")
-    mp.add_argument("scenario", metavar="SCENARIO", nargs="?",
-                    help="a scenario (default: the demo's machine)")
-    mp.add_argument("-o", "--output", required=True, metavar="FILE",
-                    help="FILE.png or FILE.svg")
-    mp.add_argument("--step", type=int, metavar="N", help="after step N (default: all)")
-    mp.add_argument("--modes", action="store_true",
-                    help="draw the CMA and the NO_CMA run one above the other")
-    mp.set_defaults(func=_map)
-
-    sub.add_parser("fuzz", add_help=False, help="property-based fuzzing (pykern.testing.fuzz)")
+    parser.add_argument("--version", action="version", version=f"{DIST_NAME} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="VERB")
+    for verb in _VERBS:
+        p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
+        verb.options(p)
+        _common_options(p)
+        p.set_defaults(func=verb.func)
+    sub.add_parser("fuzz", add_help=False,
+                   help="the fuzz campaign (pykern fuzz --help for its options)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pykern`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "fuzz":
-        return _fuzz(argv[1:])
+    try:
+        if argv and argv[0] == "fuzz":
+            return _fuzz(argv[1:])
+        return _main(argv)
+    except KeyboardInterrupt:          # Ctrl-C: a short message, no traceback
+        verb = f" {argv[0]}" if argv and argv[0] in {v.name for v in _VERBS} else ""
+        print(f"pykern{verb}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `pykern demo | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args, extras = parser.parse_known_args(argv)
@@ -658,13 +953,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         _err(args.command, str(exc))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # e.g. `pykern demo | head`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
     return rc
-
 
 
 if __name__ == "__main__":

@@ -637,6 +637,16 @@ def _blob(ck: _Checker, value: object, path: KeyPath, kind: str, arch: str, tota
     return blob
 
 
+def _blob_bytes(blob: Blob) -> int:
+    """How many bytes ``blob`` hands to the load (a file's size, 0 if it cannot be read)."""
+    if blob.size is not None:
+        return blob.size
+    try:
+        return blob.file.stat().st_size if blob.file is not None else 0
+    except OSError:
+        return 0
+
+
 def _blob_file(ck: _Checker, value: object, path: KeyPath, kind: str) -> Blob:
     name = ck.str_(value, path)
     p = Path(os.path.expanduser(name))
@@ -678,6 +688,12 @@ def _parse_step(ck: _Checker, raw: object, k: int, arch: str, total_ram: int,
         initrd = raw.get("initrd")
         p["initrd"] = None if initrd is None or initrd is False else _blob(
             ck, initrd, path + ("initrd",), "initrd", arch, total_ram, seed + k + 1000)
+        if p["initrd"] is not None:
+            both = _blob_bytes(p["kernel"]) + _blob_bytes(p["initrd"])
+            if both > total_ram:      # could never fit: refused before any image is built
+                raise ck.fail(f"kernel and initrd together ({_fmt_size(both)}) are larger "
+                              f"than the machine's {_fmt_size(total_ram)} of RAM",
+                              path + ("initrd",))
         p["cmdline"] = ck.str_(raw.get("cmdline", ""), path + ("cmdline",))
         try:
             p["flags"] = parse_flags(raw.get("flags", 0))
@@ -1053,7 +1069,8 @@ class Runner:
 
 def demo_scenario(arch: str = "arm64", device: str = "none") -> Scenario:
     """The demo's machine as a scenario: 1G with ``cma=256M``, a user task, a 16 MiB kernel
-    and a 32 MiB initrd loaded (``pykern map`` without a scenario draws this one)."""
+    and a 32 MiB initrd loaded, then the reboot (``pykern map`` without a scenario draws
+    this one, after the reboot, so its scribbles and corrupted runs are in the picture)."""
     machine: dict[str, Any] = {"ram": "1G", "arch": arch, "cmdline": "cma=256M console=ttyAMA0"}
     if device == "gic":
         machine["devices"] = [{"type": "gic", "honours_shutdown": False}]
@@ -1061,6 +1078,7 @@ def demo_scenario(arch: str = "arm64", device: str = "none") -> Scenario:
         "name": "demo", "description": "the pykern demo machine", "machine": machine,
         "steps": [{"action": "task", "npages": 2048},
                   {"action": "load", "kernel": "16M", "initrd": "32M",
-                   "cmdline": "cma=256M console=ttyAMA0"}],
+                   "cmdline": "cma=256M console=ttyAMA0"},
+                  {"action": "exec"}],
     }
     return parse_scenario(data, file="<demo>", name="demo")

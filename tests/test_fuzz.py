@@ -235,3 +235,118 @@ def test_a_dying_worker_loses_only_its_case(capsys: pytest.CaptureFixture[str],
     assert "died" in rep["failures"][0]["detail"]
     assert rep["failures"][0]["replay"].startswith("pykern fuzz --layouts 1 --seed 1 --start 4")
     assert all(s["cycles"] == 7 for s in rep["per_mode"].values())
+
+
+# ------------------------------------------------------------------- issue 16: Ctrl-C
+def test_interrupt_keeps_the_finished_cases(capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during case 5 (one job): the report covers cases 0-4, says it is incomplete,
+    and the exit code is 130; no traceback."""
+    real = fuzz.run_case
+
+    def interrupted(config: fuzz.Config, index: int) -> dict[str, Any]:
+        if index == 5:
+            raise KeyboardInterrupt
+        return real(config, index)
+
+    monkeypatch.setattr(fuzz, "run_case", interrupted)
+    rc = fuzz.main(["--layouts", "50", "--seed", "1", "--json", *SMALL])
+    cap = capsys.readouterr()
+    report = json.loads(cap.out)
+    assert rc == 130 and cap.err == "pykern fuzz: interrupted\n"
+    assert report["incomplete"] is True and report["ok"] is False
+    assert report["cases"] == 5 and report["layouts"] == 50
+    assert all(s["cycles"] == 5 for s in report["per_mode"].values())
+    rc = fuzz.main(["--layouts", "50", "--seed", "1", *SMALL])
+    out = capsys.readouterr().out
+    assert rc == 130 and out.startswith("pykern fuzz: interrupted: 5 of 50 cases finished")
+
+
+def test_complete_report_is_marked_complete(seed1: dict[str, Any]) -> None:
+    assert seed1["incomplete"] is False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_sigint_stops_a_parallel_campaign() -> None:
+    """Issue 16: SIGINT to `pykern fuzz --layouts 100000 --jobs 2 --json` used to leave the
+    workers running; now it ends with exit 130, one JSON report marked incomplete on stdout,
+    and no worker process left behind."""
+    import signal
+    import time
+    # its own session, so that whatever happens the whole group can be killed at the end
+    proc = subprocess.Popen([sys.executable, "-m", "pykern", "fuzz", "--layouts", "100000",
+                             "--jobs", "2", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60       # a guard against a hang, not a measurement
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            workers = _children(proc.pid)
+        assert len(workers) == 2, "the workers never started"
+        proc.send_signal(signal.SIGINT)        # to the parent only, as `kill -INT` does
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None or any(_alive(pid) for pid in workers):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.endswith("pykern fuzz: interrupted\n")
+    report = json.loads(out)
+    assert report["incomplete"] is True and report["cases"] < report["layouts"] == 100000
+    assert report["jobs"] == 2
+    for pid in workers:
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.05)
+        assert not _alive(pid), f"worker {pid} outlived the campaign"
+
+
+def test_progress_only_on_a_terminal(capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """No carriage-return progress line into logs: main enables it only when stderr is a
+    terminal (and --quiet is not given)."""
+    seen: list[bool] = []
+    real = fuzz._Progress
+
+    class Spy(real):  # type: ignore[misc, valid-type]
+        def __init__(self, total: int, enabled: bool, stream: Any) -> None:
+            seen.append(enabled)
+            super().__init__(total, enabled, stream)
+
+    monkeypatch.setattr(fuzz, "_Progress", Spy)
+    argv = ["--layouts", "1", "--max-kernel", "256K", "--max-initrd", "256K", "--json"]
+    fuzz.main(argv)
+    tty = io.StringIO()
+    tty.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr(sys, "stderr", tty)
+    fuzz.main(argv)
+    fuzz.main([*argv, "--quiet"])
+    capsys.readouterr()
+    assert seen == [False, True, False]
+
+
+def test_sizes_that_never_fit_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-kernel/--max-initrd above --ram-max could never be loaded: exit 2 up front."""
+    with pytest.raises(SystemExit) as exc:
+        fuzz.main(["--layouts", "1", "--max-kernel", "4G"])
+    assert exc.value.code == 2
+    assert "--max-kernel" in capsys.readouterr().err

@@ -112,6 +112,14 @@ def test_impossible_sizes(tmp_path: Path) -> None:
     assert err.key == "steps[0].npages"
 
 
+def test_kernel_and_initrd_that_never_fit_together(tmp_path: Path) -> None:
+    """Each fits the 64M machine, both together cannot: refused when the file is read,
+    before a machine is booted or an image built (issue 16)."""
+    err = bad(tmp_path, '[machine]\nram = "64M"\n[[steps]]\naction = "load"\n'
+                        'kernel = "40M"\ninitrd = "40M"\n')
+    assert (err.line, err.key) == (6, "steps[0].initrd") and "together (80M)" in err.message
+
+
 def test_bad_names(tmp_path: Path) -> None:
     err = bad(tmp_path, '[[steps]]\naction = "explode"\n')
     assert err.key == "steps[0].action" and "explode" in err.message

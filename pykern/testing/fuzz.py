@@ -17,7 +17,9 @@ unload on a second machine of the same layout.
 
 A case fails when an invariant breaks, something raises other than ``OSError`` from the load,
 or RAM is corrupted with no device to blame and no quirk that explains it; each failure is
-printed as a one-line replay command.  Exit status: 0 clean, 1 failures, 2 bad options.
+printed as a one-line replay command.  Exit status: 0 clean, 1 failures, 2 bad options,
+130 interrupted: Ctrl-C stops the workers at once and the report (``incomplete`` in JSON)
+covers the cases that finished.  The progress line is drawn only on a terminal.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ import argparse
 import errno
 import json
 import math
+import multiprocessing
 import os
 import random
+import signal
 import sys
 import time
 import traceback
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TextIO
 
 if TYPE_CHECKING:
@@ -377,14 +381,96 @@ def _failure(config: Config, index: int, mode: str | None, arch: str | None, kin
 
 
 def _run_isolated(config: Config, index: int) -> dict[str, Any]:
-    """Case ``index`` in a fresh one-worker pool; a dead worker becomes a failure."""
+    """Case ``index`` in a worker process of its own; a dead worker becomes a failure."""
+    started: list[_Worker] = []
     try:
-        with ProcessPoolExecutor(max_workers=1) as pool:
-            return pool.submit(run_chunk, config, [index]).result()[0]
-    except Exception as exc:
-        return {"case": index, "arch": None, "modes": {}, "failures": [
-            _failure(config, index, None, None, "error", type(exc).__name__,
-                     f"the worker process died: {exc}")]}
+        worker = _start_worker(config, started)
+        worker.give([index])
+        while True:
+            got = worker.collect(wait([worker.conn, worker.proc.sentinel]))
+            if got is not None:
+                return got[0]
+            if worker.dead:
+                return {"case": index, "arch": None, "modes": {}, "failures": [
+                    _failure(config, index, None, None, "error", "WorkerDied",
+                             f"the worker process died (exit code {worker.proc.exitcode})")]}
+    finally:
+        for w in started:
+            w.stop()
+
+
+def _start_worker(config: Config, workers: list[_Worker]) -> _Worker:
+    """A new worker, already in ``workers`` when a Ctrl-C can next be raised: SIGINT is held
+    back while the process is forked, so an interrupt never leaves an unlisted worker."""
+    block = getattr(signal, "pthread_sigmask", None)
+    old = block(signal.SIG_BLOCK, {signal.SIGINT}) if block is not None else None
+    try:
+        worker = _Worker(config)
+        workers.append(worker)
+    finally:
+        if block is not None and old is not None:
+            block(signal.SIG_SETMASK, old)
+    return worker
+
+
+def _worker_main(conn: Connection, config: Config) -> None:
+    """A worker process: run the chunks of case indices it is given, send back the results.
+
+    Ctrl-C is left to the parent: a terminal sends SIGINT to the whole process group, and
+    the parent terminates the workers itself, so no worker prints a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):     # forked with SIGINT held back: release it
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    while True:
+        try:
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        conn.send(run_chunk(config, chunk))
+
+
+class _Worker:
+    """One worker process and the pipe to it; ``chunk`` is what it is running (or None)."""
+
+    def __init__(self, config: Config) -> None:
+        ctx = multiprocessing.get_context()
+        self.conn, child = ctx.Pipe()
+        # daemonic: should the parent die without stopping it, the worker goes too
+        self.proc = ctx.Process(target=_worker_main, args=(child, config), daemon=True)
+        self.proc.start()
+        child.close()
+        self.chunk: list[int] | None = None
+        self.dead = False
+
+    def give(self, chunk: list[int]) -> None:
+        self.chunk = chunk
+        self.conn.send(chunk)
+
+    def collect(self, ready: Sequence[object]) -> list[dict[str, Any]] | None:
+        """The results, when they are ``ready``; sets ``dead`` when the process is gone."""
+        if self.conn in ready or self.conn.poll():
+            try:
+                results: list[dict[str, Any]] = self.conn.recv()
+            except (EOFError, OSError):
+                self.dead = True
+                return None
+            self.chunk = None
+            return results
+        if self.proc.sentinel in ready:
+            self.dead = True
+        return None
+
+    def stop(self) -> None:
+        """Terminate the process now (it may be in the middle of a case) and reap it."""
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(timeout=2.0)
+            if self.proc.is_alive():
+                self.proc.kill()
+        self.proc.join(timeout=2.0)
+        self.conn.close()
 
 
 def run_chunk(config: Config, indices: Sequence[int]) -> list[dict[str, Any]]:
@@ -394,7 +480,10 @@ def run_chunk(config: Config, indices: Sequence[int]) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- the campaign
 class _Progress:
-    """A ``\\r`` progress line on stderr, shown only once the run has lasted a second."""
+    """A ``\\r`` progress line on stderr, shown only once the run has lasted a second.
+
+    ``enabled`` is decided by the caller: :func:`main` turns it on only when stderr is a
+    terminal, so logs and pipes never get carriage returns."""
 
     def __init__(self, total: int, enabled: bool, stream: TextIO) -> None:
         self.total, self.enabled, self.stream = total, enabled, stream
@@ -434,11 +523,16 @@ def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
 
 def campaign(config: Config, jobs: int = 1, progress: _Progress | None = None,
              ) -> dict[str, Any]:
-    """Run every case of ``config`` and return the report (the ``--json`` object)."""
+    """Run every case of ``config`` and return the report (the ``--json`` object).
+
+    Ctrl-C (KeyboardInterrupt) stops the campaign at once: worker processes are
+    terminated, and the report covers the cases that finished, with ``incomplete`` true.
+    """
     indices = list(range(config.start, config.start + config.layouts))
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     cycles = 0
+    interrupted = False
 
     def take(batch: Iterable[dict[str, Any]]) -> None:
         nonlocal cycles
@@ -448,34 +542,61 @@ def campaign(config: Config, jobs: int = 1, progress: _Progress | None = None,
         if progress is not None:
             progress.update(len(results), cycles)
 
-    if jobs <= 1 or len(indices) <= 1:
-        for i in indices:
-            take([run_case(config, i)])
-    else:
-        size = max(1, min(16, len(indices) // (jobs * 4)))
-        chunks = [indices[k:k + size] for k in range(0, len(indices), size)]
-        lost: list[int] = []
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures: dict[Future[list[dict[str, Any]]], list[int]] = {
-                pool.submit(run_chunk, config, chunk): chunk for chunk in chunks}
-            for fut in as_completed(futures):
-                try:
-                    take(fut.result())
-                except Exception:                # the pool broke: a worker process died
-                    lost += futures[fut]
-        # every case of a broken pool gets one more try in a process of its own, so only
-        # the case that kills its worker is reported as lost
-        for i in sorted(lost):
-            take([_run_isolated(config, i)])
+    try:
+        if jobs <= 1 or len(indices) <= 1:
+            for i in indices:
+                take([run_case(config, i)])
+        else:
+            _campaign_pool(config, jobs, indices, take)
+    except KeyboardInterrupt:
+        interrupted = True
     wall = time.perf_counter() - t0
     if progress is not None:
         progress.close()
     results.sort(key=lambda r: int(r["case"]))
-    return _report(config, jobs, results, wall)
+    return _report(config, jobs, results, wall, incomplete=interrupted)
+
+
+def _campaign_pool(config: Config, jobs: int, indices: list[int],
+                   take: Callable[[Iterable[dict[str, Any]]], None]) -> None:
+    """The cases on ``jobs`` worker processes, a chunk at a time each.  A worker that dies
+    loses its chunk; each case of it gets one more try in a process of its own, so only
+    the case that kills its worker is reported.  Any exception here, KeyboardInterrupt
+    included, terminates every worker before it propagates."""
+    size = max(1, min(16, len(indices) // (jobs * 4)))
+    todo = [indices[k:k + size] for k in range(0, len(indices), size)]
+    todo.reverse()
+    lost: list[int] = []
+    workers: list[_Worker] = []
+    try:
+        for _ in range(min(jobs, len(todo))):
+            _start_worker(config, workers).give(todo.pop())
+        while True:
+            busy = [w for w in workers if w.chunk is not None]
+            if not busy:
+                break
+            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
+            for w in busy:
+                got = w.collect(ready)
+                if got is not None:
+                    take(got)
+                    if todo:
+                        w.give(todo.pop())
+                elif w.dead:
+                    lost += w.chunk or []
+                    w.stop()
+                    workers.remove(w)
+                    if todo:
+                        _start_worker(config, workers).give(todo.pop())
+    finally:
+        for w in workers:
+            w.stop()
+    for i in sorted(lost):
+        take([_run_isolated(config, i)])
 
 
 def _report(config: Config, jobs: int, results: list[dict[str, Any]],
-            wall: float) -> dict[str, Any]:
+            wall: float, incomplete: bool = False) -> dict[str, Any]:
     per_mode: dict[str, dict[str, Any]] = {}
     for mode in config.modes:
         total = _new_stats()
@@ -505,11 +626,15 @@ def _report(config: Config, jobs: int, results: list[dict[str, Any]],
         "cycles_per_second_per_core": round(cycles / busy, 1) if busy > 0 else 0.0,
         "per_mode": per_mode,
         "failures": failures,
-        "ok": not failures,
+        "incomplete": incomplete,
+        "ok": not failures and not incomplete,
     }
 
 
 def _print_text(report: dict[str, Any], out: TextIO) -> None:
+    if report["incomplete"]:
+        print(f"pykern fuzz: interrupted: {report['cases']} of {report['layouts']} cases "
+              f"finished; the summary below covers those", file=out)
     print(f"pykern fuzz: {report['cases']} layouts from seed {report['seed']} (cases "
           f"{report['start']}..{report['start'] + report['layouts'] - 1}), arches "
           f"{report['cases_by_arch']}, RAM <= {report['ram_max'] // MiB} MiB, fixes "
@@ -579,7 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first case index (replay one case with --layouts 1 --start I)")
     p.add_argument("--mode", choices=("cma", "no-cma", "both"), default="both",
                    help="load with CMA allowed, with KEXEC_FILE_NO_CMA, or both")
-    p.add_argument("--arch", choices=("arm64", "x86_64", "both"), default="both")
+    p.add_argument("--arch", choices=("arm64", "x86_64", "both"), default="both",
+                   help="machine architecture of the cases (default both: each case draws "
+                        "one)")
     p.add_argument("--jobs", type=_count(1), default=1, metavar="J",
                    help="worker processes (default 1)")
     p.add_argument("--ram-max", type=str, default="64M", metavar="SIZE",
@@ -593,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated quirk fixes, or 'all' (default: none, the 6.17 "
                         "behaviour)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress line (it is drawn only when stderr is a terminal)")
     return p
 
 
@@ -607,6 +735,10 @@ def parse_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
             sizes[name] = _size(minimum)(text)
         except argparse.ArgumentTypeError as exc:
             parser.error(f"argument --{name.replace('_', '-')}: {exc}")
+    for name in ("max_kernel", "max_initrd"):
+        if sizes[name] > sizes["ram_max"]:     # no drawn machine could ever hold it
+            parser.error(f"argument --{name.replace('_', '-')}: {getattr(args, name)} is "
+                         f"larger than --ram-max {args.ram_max}")
     fixes: tuple[str, ...] = ()
     if args.fixes:
         from ..quirks import QUIRKS, parse_fixes
@@ -626,11 +758,12 @@ def parse_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``pykern fuzz``: 0 when no case failed, 1 otherwise, 2 for bad options."""
+    """``pykern fuzz``: 0 when no case failed, 1 otherwise, 2 for bad options, 130 when
+    interrupted (Ctrl-C), after printing the report of the cases that finished."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = parse_config(parser, args)
-    progress = _Progress(config.layouts, not args.quiet, sys.stderr)
+    progress = _Progress(config.layouts, not args.quiet and sys.stderr.isatty(), sys.stderr)
     report = campaign(config, args.jobs, progress)
     try:
         if args.json:
@@ -641,6 +774,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:       # `pykern fuzz ... | head`: the reader left early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except KeyboardInterrupt:     # a second Ctrl-C while printing
+        return 130
+    if report["incomplete"]:
+        print("pykern fuzz: interrupted", file=sys.stderr)
+        return 130
     return 0 if report["ok"] else 1
 
 

@@ -66,8 +66,15 @@ def layouts(*, arch: str | Sequence[str] | None = None, min_ram: int | str = "64
 
     ``min_ram``/``max_ram`` bound the total RAM (multiples of 2 MiB); ``max_banks`` the number
     of banks; ``max_hole`` each gap between banks; ``max_reserved`` the number of extra
-    reservations (each replaces the default ones, api.md ``reserved``).  ``devices=True`` adds
-    a DMA device list when pykern has devices to offer (none yet: the key is then absent).
+    reservations (each replaces the default ones, api.md ``reserved``).
+
+    ``devices=True`` adds ``devices``, a list of new device objects for ``Machine(devices=)``:
+    on arm64 maybe a :class:`~pykern.drivers.gic.GICv3` (honouring shutdown or not, with a
+    drawn MSI rate and number of vPEs), and on either arch up to two
+    :class:`~pykern.drivers.dma.DmaDevice` (``dma0``, ``dma1``: PCI or platform bus,
+    honouring shutdown or not, a drawn write rate).  A device is hardware attached to one
+    machine (GIC §2), so each drawn dict boots one machine; draw again for another.  The list
+    shrinks toward no devices.
     """
     arches = _arches(arch)
     lo, hi, gap = _size("min_ram", min_ram), _size("max_ram", max_ram), _size("max_hole", max_hole)
@@ -80,7 +87,8 @@ def layouts(*, arch: str | Sequence[str] | None = None, min_ram: int | str = "64
     if not isinstance(max_reserved, int) or max_reserved < 0:
         raise InvalidArgument(f"max_reserved={max_reserved!r} must be >= 0")
     nbanks_max = max(1, min(max_banks, lo // (16 * MiB)))
-    del devices  # no device model to draw from yet
+    if not isinstance(devices, bool):
+        raise InvalidArgument(f"devices={devices!r} must be True or False")
 
     @st.composite
     def draw_layout(draw: st.DrawFn) -> dict[str, Any]:
@@ -118,9 +126,35 @@ def layouts(*, arch: str | Sequence[str] | None = None, min_ram: int | str = "64
                 res.append((b0 + start * 4096, length * 4096))
             kw["reserved"] = sorted(set(res))
         kw["seed"] = draw(st.integers(0, 2**32 - 1)) if seeds else 0
+        if devices:
+            kw["devices"] = draw(_devices(a))
         return kw
 
     return draw_layout()
+
+
+def _devices(arch: str) -> st.SearchStrategy[list[Any]]:
+    """A device list for ``Machine(devices=...)`` on ``arch``: maybe a GICv3 (arm64 only),
+    then up to two DMA devices; drawn as fresh objects every time."""
+    from ..drivers.dma import DmaDevice
+
+    @st.composite
+    def draw_devices(draw: st.DrawFn) -> list[Any]:
+        out: list[Any] = []
+        if arch == "arm64" and draw(st.booleans()):
+            from ..drivers.gic import GICv3
+            out.append(GICv3(honours_shutdown=not draw(st.booleans()),
+                             msi_rate_hz=draw(st.sampled_from([20000.0, 0.0, 1000.0,
+                                                               200000.0])),
+                             vpes=draw(st.integers(0, 2))))
+        for k in range(draw(st.integers(0, 2))):
+            out.append(DmaDevice(f"dma{k}", bus=draw(st.sampled_from(["pci", "platform"])),
+                                 honours_shutdown=not draw(st.booleans()),
+                                 rate_hz=draw(st.sampled_from([10000.0, 0.0, 1000.0,
+                                                               100000.0]))))
+        return out
+
+    return draw_devices()
 
 
 def kexec_flags(*, crash: bool = False, debug: bool = True) -> st.SearchStrategy[int]:
