@@ -281,11 +281,14 @@ class Machine:
         self.init_envp: list[str] = list(bp.init_envp)
         self.kernel_image = self._reserve_kernel_image()
         self.crashk_res: tuple[int, int] | None = None
+        if handover:
+            # GIC-N2: efi_init() parses the EFI configuration tables in setup_arch(), and
+            # efi_config_parse_tables() reserves the LINUX_EFI_MEMRESERVE entries in memblock
+            # there, before bootmem_init() places the CMA areas and the crash kernel.
+            for base, size in self.efi_memreserve:
+                mb.memblock_reserve(base, size)
         self._reserve_cma_areas()
         self._reserve_crashkernel()
-        if handover:
-            for base, size in self.efi_memreserve:      # GIC-N2
-                mb.memblock_reserve(base, size)
         self._init_zones()
         #: lib/fault-inject.c state of this boot: the tasks' fail-nth and make-it-fail.
         self.fault_inject = fail_page_alloc_init(self)
