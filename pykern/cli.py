@@ -384,6 +384,90 @@ def _runner(scn: Any, upto: int | None = None, **kw: Any) -> Any:
     return runner
 
 
+# ------------------------------------------------------------------ machine snapshots
+def _restore(path: str) -> Any:
+    """The machine saved in ``--state`` FILE; a file that is not one is a usage error."""
+    from .machine import Machine
+    try:
+        return Machine.restore(path)
+    except ValueError as exc:                   # SnapshotError included
+        raise _UsageError(f"--state {path}: {exc}") from None
+    except OSError as exc:
+        raise _UsageError(f"--state {path}: {exc.strerror or exc}") from None
+
+
+def _on_machine(scn: Any, m: Any, path: str) -> Any:
+    """``scn`` (or an empty scenario) describing the restored machine ``m`` of ``path``."""
+    from dataclasses import replace
+    from .scenario import Scenario
+    kwargs = {"ram": sum(size for _, size in m.banks), "arch": m.arch, "seed": m.seed,
+              "cmdline": m.cmdline}
+    if scn is None:
+        return Scenario(name=Path(path).name, file=str(path), text="",
+                        description=f"the machine saved in {path}", machine_kwargs=kwargs)
+    return replace(scn, name=f"{scn.name} on {Path(path).name}", machine_kwargs=kwargs)
+
+
+def _session(verb: str, args: argparse.Namespace, own: str | None = None) -> tuple[Any, Any]:
+    """The scenario and, with an existing ``--state`` FILE, the machine restored from it.
+
+    With a restored machine the scenario is optional (its steps, if one is given, run on
+    that machine instead of a freshly booted one), so a single word on the command line is
+    the verb's own argument ``own`` (KERNEL, PATH): ``pykern load --state s.pkm 16M``.
+    """
+    state: str | None = getattr(args, "state", None)
+    restored = None
+    lone_word = own is not None and getattr(args, own) is None and args.scenario is not None
+    if state is not None and Path(state).exists():
+        restored = _restore(state)
+        if own is not None and lone_word:
+            setattr(args, own, args.scenario)
+            args.scenario = None
+    elif state is not None and lone_word:
+        raise _UsageError(f"--state {state}: no such file (pykern boot SCENARIO --state "
+                          f"{state} makes one), and {args.scenario!r} alone is taken as the "
+                          f"SCENARIO")
+    if restored is None:
+        if args.scenario is None:
+            hint = "" if state is None else f", or an existing --state file ({state} is not one)"
+            raise _UsageError(f"give a SCENARIO (a .toml file or a bundled name){hint}")
+        return _load(verb, args.scenario), None
+    assert state is not None
+    scn = _load(verb, args.scenario) if args.scenario is not None else None
+    return _on_machine(scn, restored, state), restored
+
+
+def _session_runner(args: argparse.Namespace, scn: Any, restored: Any,
+                    upto: int | None = None, **kw: Any) -> Any:
+    """Run the scenario's steps 1..upto, on the restored machine when there is one; the
+    runner is kept on ``args`` so that :func:`_main` saves its machine to ``--state``."""
+    if restored is None:
+        runner = _runner(scn, upto, **kw)
+    else:
+        from .scenario import Runner
+        if upto is not None and not 0 <= upto <= len(scn.steps):
+            raise _UsageError(f"--step {upto}: {scn.name} has steps 1..{len(scn.steps)} "
+                              f"(0 = the machine as restored)")
+        runner = Runner(scn, machine=restored, **kw)
+        runner.run(upto)
+    args.session_runner = runner
+    return runner
+
+
+def _save_state(verb: str, args: argparse.Namespace) -> int:
+    """After the verb: write its machine back to ``--state`` FILE (exit 2 if that fails)."""
+    runner = getattr(args, "session_runner", None)
+    state = getattr(args, "state", None)
+    if runner is None or state is None:
+        return EXIT_OK
+    try:
+        runner.machine.save(state)
+    except OSError as exc:
+        _err(verb, f"--state {state}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    return EXIT_OK
+
+
 def _machine_line(scn: Any, m: Any) -> str:
     banks = m.banks
     total = sum(size for _, size in banks)
@@ -440,10 +524,10 @@ def _run(args: argparse.Namespace) -> int:
         else:
             render_table(["scenario", "description"], found, console=_rich_console())
         return EXIT_OK
-    if args.scenario is None:
+    if args.scenario is None and args.state is None:
         raise _UsageError("give a SCENARIO (a .toml file or a bundled name) or --list")
-    scn = _load("run", args.scenario)
-    runner = _runner(scn, args.step)
+    scn, restored = _session("run", args)
+    runner = _session_runner(args, scn, restored, args.step)
     if args.json:
         _print_json(_scenario_json(scn, runner))
     else:
@@ -456,6 +540,26 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\n{len(runner.results)} steps, " + (
             f"{len(bad)} not ok: " + ", ".join(f"step {r.index} ({r.status})" for r in bad)
             if bad else "all ok"))
+    return EXIT_PROBLEM if runner.failed else EXIT_OK
+
+
+def _boot(args: argparse.Namespace) -> int:
+    """``pykern boot``: power on the scenario's machine and run its steps; with ``--state``
+    FILE the machine is saved there for the verbs that follow (an existing FILE is replaced:
+    booting starts a new machine).  The exit code is the scenario's outcome, as for run."""
+    scn = _load("boot", args.scenario)
+    runner = _runner(scn, args.step)
+    args.session_runner = runner
+    if args.json:
+        doc = _scenario_json(scn, runner)
+        doc["state"] = args.state
+        _print_json(doc)
+    else:
+        print(_machine_line(scn, runner.machine))
+        if runner.results:
+            _steps_table(runner.results)
+        print(f"saved to {args.state}" if args.state else
+              "not saved (give --state FILE to keep this machine for later verbs)")
     return EXIT_PROBLEM if runner.failed else EXIT_OK
 
 
@@ -613,9 +717,11 @@ def _verb_text(verb: str, res: Any, args: argparse.Namespace) -> None:
 
 def _verb_load(args: argparse.Namespace) -> int:
     """``pykern load``: kexec -s -l KERNEL on the scenario's machine."""
-    scn = _load("load", args.scenario)
+    scn, restored = _session("load", args, own="kernel")
+    if args.kernel is None:
+        raise _UsageError("give the KERNEL to load (a file or a size such as 16M)")
     blobs = _load_blobs(args, scn)
-    runner = _runner(scn)
+    runner = _session_runner(args, scn, restored)
     step = _load_step(args, blobs, runner)
     return _verb_report("load", scn, runner, [runner.execute(step)], args)
 
@@ -626,9 +732,9 @@ def _verb_exec(args: argparse.Namespace) -> int:
     if args.p:
         raise _UsageError("-p loads a crash kernel, which only a panic boots: use "
                           "`pykern load -p` then `pykern panic`")
-    scn = _load("exec", args.scenario)
+    scn, restored = _session("exec", args, own="kernel")
     blobs = _load_blobs(args, scn) if args.kernel is not None else None
-    runner = _runner(scn)
+    runner = _session_runner(args, scn, restored)
     step = _load_step(args, blobs, runner) if blobs is not None else None
     results = []
     if step is not None:
@@ -644,8 +750,8 @@ def _verb_exec(args: argparse.Namespace) -> int:
 def _verb_unload(args: argparse.Namespace) -> int:
     """``pykern unload``: kexec -u (with -p: the crash image)."""
     from .scenario import Step
-    scn = _load("unload", args.scenario)
-    runner = _runner(scn)
+    scn, restored = _session("unload", args)
+    runner = _session_runner(args, scn, restored)
     step = Step(len(runner.results) + 1, "unload", {"crash": bool(args.p)})
     return _verb_report("unload", scn, runner, [runner.execute(step)], args)
 
@@ -653,8 +759,8 @@ def _verb_unload(args: argparse.Namespace) -> int:
 def _verb_panic(args: argparse.Namespace) -> int:
     """``pykern panic``: a kernel panic on the scenario's machine."""
     from .scenario import Step
-    scn = _load("panic", args.scenario)
-    runner = _runner(scn)
+    scn, restored = _session("panic", args)
+    runner = _session_runner(args, scn, restored)
     step = Step(len(runner.results) + 1, "panic")
     return _verb_report("panic", scn, runner, [runner.execute(step)], args)
 
@@ -662,8 +768,10 @@ def _verb_panic(args: argparse.Namespace) -> int:
 def _cat(args: argparse.Namespace) -> int:
     """``pykern cat``: print one procfs/sysfs/debugfs file after step N (exit 1 only when
     the file cannot be read)."""
-    scn = _load("cat", args.scenario)
-    runner = _runner(scn, args.step)
+    scn, restored = _session("cat", args, own="path")
+    if args.path is None:
+        raise _UsageError("give the PATH to read, e.g. /proc/iomem")
+    runner = _session_runner(args, scn, restored, args.step)
     m = runner.machine
     step = len(runner.results)
     if m.halted:
@@ -706,13 +814,21 @@ def _map(args: argparse.Namespace) -> int:
     from .kernel.kexec import uapi
     from .scenario import demo_scenario
     modes = args.modes
-    if args.scenario is None:
+    restored = None
+    if args.state is not None and Path(args.state).exists():
+        if modes:
+            raise _UsageError("--modes runs the scenario twice from its boot: it cannot "
+                              "start from a --state machine")
+        scn, restored = _session("map", args)
+    elif args.scenario is None:
         device = "gic" if _gic_available() else "none"
         scn = demo_scenario("arm64", device)
         modes = True                     # the demo is the comparison of the two modes
     else:
         scn = _load("map", args.scenario)
-    if modes:
+    if restored is not None or (args.state is not None and not modes):
+        runners = [("", _session_runner(args, scn, restored, args.step))]
+    elif modes:
         runners = [(f"{label}", _runner(scn, args.step, flag_override=fn)) for label, fn in (
             ("CMA", lambda f: f & ~uapi.KEXEC_FILE_NO_CMA),
             ("NO_CMA", lambda f: f | uapi.KEXEC_FILE_NO_CMA))]
@@ -739,17 +855,22 @@ def _map(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fuzz(argv: Sequence[str]) -> int:
-    """``pykern fuzz``: hand everything to pykern.testing.fuzz.main."""
+#: Verbs with a parser of their own in pykern.testing (they need the test extra).
+_DELEGATED = {"fuzz": "pykern.testing.fuzz", "soak": "pykern.testing.soak"}
+
+
+def _delegate(verb: str, argv: Sequence[str]) -> int:
+    """``pykern fuzz`` / ``pykern soak``: hand everything to that module's ``main``."""
+    modname = _DELEGATED[verb]
     try:
-        fuzz = importlib.import_module("pykern.testing.fuzz")
+        module = importlib.import_module(modname)
     except ImportError as exc:
-        what = "pykern.testing.fuzz is not available in this pykern" \
-            if exc.name in ("pykern.testing.fuzz", "pykern.testing") else \
-            f"pykern fuzz needs {exc.name or exc}: pip install 'pykern-emu[test]'"
-        _err("fuzz", what)
+        what = f"{modname} is not available in this pykern" \
+            if exc.name in (modname, "pykern.testing") else \
+            f"pykern {verb} needs {exc.name or exc}: pip install 'pykern-emu[test]'"
+        _err(verb, what)
         return EXIT_USAGE
-    rc = fuzz.main(list(argv))
+    rc = module.main(list(argv))
     return int(rc or 0)
 
 
@@ -769,8 +890,10 @@ def _positive(minimum: int) -> Callable[[str], int]:
 
 
 def _scenario_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", metavar="SCENARIO",
-                   help="a scenario .toml file or a bundled name (pykern run --list)")
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?",
+                   help="a scenario .toml file or a bundled name (pykern run --list); "
+                        "optional with an existing --state FILE, whose machine its steps "
+                        "then run on")
 
 
 def _load_options(p: argparse.ArgumentParser, *, kernel_optional: bool) -> None:
@@ -789,7 +912,7 @@ def _load_options(p: argparse.ArgumentParser, *, kernel_optional: bool) -> None:
                    help="start from the running kernel's command line")
     p.add_argument("-d", "--debug", dest="d", action="store_true",
                    help="KEXEC_FILE_DEBUG: print the kernel's placement messages")
-    p.add_argument("kernel", metavar="KERNEL", nargs="?" if kernel_optional else None,
+    p.add_argument("kernel", metavar="KERNEL", nargs="?",
                    help="an image file, or a size such as 16M for a synthetic image of the "
                         "machine's arch" + (" (omitted: reboot into the image the scenario "
                                             "loaded)" if kernel_optional else ""))
@@ -843,7 +966,7 @@ def _unload_options(p: argparse.ArgumentParser) -> None:
 
 def _cat_options(p: argparse.ArgumentParser) -> None:
     _scenario_arg(p)
-    p.add_argument("path", metavar="PATH",
+    p.add_argument("path", metavar="PATH", nargs="?",
                    help="a procfs, sysfs or debugfs file, e.g. /proc/iomem")
     p.add_argument("--step", type=_positive(0), metavar="N",
                    help="after step N (0 = at boot; default: after all steps)")
@@ -868,6 +991,21 @@ def _common_options(p: argparse.ArgumentParser) -> None:
                    help="print one JSON document on stdout instead of text")
 
 
+def _state_option(p: argparse.ArgumentParser) -> None:
+    """``--state FILE``: the verbs that act on one machine keep it in a snapshot file."""
+    p.add_argument("--state", metavar="FILE",
+                   help="a machine snapshot: when FILE exists the machine is restored from it "
+                        "instead of booting the scenario, and after the command it is saved "
+                        "back (pykern boot SCENARIO --state FILE makes one)")
+
+
+def _boot_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", metavar="SCENARIO",
+                   help="a scenario .toml file or a bundled name (pykern run --list)")
+    p.add_argument("--step", type=_positive(0), metavar="N",
+                   help="stop after step N (0 = right after boot; default: all steps)")
+
+
 @dataclass(frozen=True)
 class _Verb:
     """A verb of the ``pykern`` command: its handler, its options and its help."""
@@ -876,13 +1014,18 @@ class _Verb:
     func: Callable[[argparse.Namespace], int]
     options: Callable[[argparse.ArgumentParser], None]
     help: str
+    #: takes ``--state FILE`` (every verb that acts on one machine)
+    state: bool = True
 
 
 _VERBS: tuple[_Verb, ...] = (
     _Verb("demo", _demo, _demo_options,
           "one image loaded with CMA and with KEXEC_FILE_NO_CMA, rebooted under a GIC that "
           "ignores shutdown, side by side (exit 1 if the CMA run is damaged, 2 if the CMA "
-          "area is missing or too small)"),
+          "area is missing or too small)", state=False),
+    _Verb("boot", _boot, _boot_options,
+          "power on a scenario's machine and run its steps; with --state FILE, save it for "
+          "the verbs that follow (kexec -l / -e on one machine)"),
     _Verb("run", _run, _run_options,
           "execute a scenario file and report each step (exit 1 if a step failed or found "
           "corruption)"),
@@ -900,6 +1043,10 @@ _VERBS: tuple[_Verb, ...] = (
 )
 
 
+#: The optional positional each verb takes after SCENARIO.
+_OWN_POSITIONAL = {"load": "kernel", "exec": "kernel", "cat": "path"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``pykern`` command."""
     parser = argparse.ArgumentParser(
@@ -913,9 +1060,14 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb.name, help=verb.help, description=verb.help)
         verb.options(p)
         _common_options(p)
+        if verb.state:
+            _state_option(p)
         p.set_defaults(func=verb.func)
     sub.add_parser("fuzz", add_help=False,
                    help="the fuzz campaign (pykern fuzz --help for its options)")
+    sub.add_parser("soak", add_help=False,
+                   help="long random operation sequences with every invariant checked "
+                        "(pykern soak --help for its options)")
     return parser
 
 
@@ -923,8 +1075,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pykern`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "fuzz":
-            return _fuzz(argv[1:])
+        if argv and argv[0] in _DELEGATED:
+            return _delegate(argv[0], argv[1:])
         return _main(argv)
     except KeyboardInterrupt:          # Ctrl-C: a short message, no traceback
         verb = f" {argv[0]}" if argv and argv[0] in {v.name for v in _VERBS} else ""
@@ -940,10 +1092,12 @@ def _main(argv: list[str]) -> int:
     try:
         args, extras = parser.parse_known_args(argv)
         # argparse cannot give an optional positional after options (`exec S --no-cma 4M`,
-        # bpo-14191): an exec's KERNEL may come back as the one leftover word.
-        if (extras and args.command == "exec" and args.kernel is None and len(extras) == 1
+        # bpo-14191): a verb's own KERNEL or PATH may come back as the one leftover word.
+        own = _OWN_POSITIONAL.get(args.command)
+        if (own is not None and len(extras) == 1 and getattr(args, own) is None
                 and not extras[0].startswith("-")):
-            args.kernel, extras = extras[0], []
+            setattr(args, own, extras[0])
+            extras = []
         if extras:
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
     except SystemExit as exc:  # argparse's usage errors (2) and --help (0)
@@ -953,7 +1107,7 @@ def _main(argv: list[str]) -> int:
     except _UsageError as exc:
         _err(args.command, str(exc))
         return EXIT_USAGE
-    return rc
+    return _save_state(args.command, args) or rc
 
 
 if __name__ == "__main__":

@@ -842,9 +842,12 @@ class Runner:
     """
 
     def __init__(self, scenario: Scenario, *,
-                 flag_override: Callable[[int], int] | None = None) -> None:
+                 flag_override: Callable[[int], int] | None = None,
+                 machine: Machine | None = None) -> None:
         self.scenario = scenario
-        self.machine: Machine = scenario.build_machine()
+        #: ``machine``: run the steps on this machine (e.g. a restored snapshot) instead of
+        #: booting the scenario's.
+        self.machine: Machine = scenario.build_machine() if machine is None else machine
         self.results: list[StepResult] = []
         self.last_image: KImage | None = None
         self.last_result: KexecResult | None = None
