@@ -1,6 +1,6 @@
 """Upstream oddities pykern reproduces by default, and the fixes that undo them.
 
-``QUIRKS`` maps each fix name to ``(rule id, one-line description)`` (api.md,
+``QUIRKS`` maps each fix name to ``(rule id, one-line description)`` (the guide's
 "Quirks and fixes").  ``Machine(fixes=[names] | "all")`` switches fixes on.
 """
 
@@ -33,6 +33,10 @@ QUIRKS: dict[str, tuple[str, str]] = {
     "kexec-source-page-leak": ("K12.2", "a source page whose SOURCE entry cannot be added (no "
                                         "page for a new indirection page, K10.2) is on no "
                                         "list, so kimage_free never frees it (fix: free it)"),
+    "gic-pending-table-leak-no-efi": ("GIC-N5", "without EFI no memreserve callback is "
+                                                "registered, so the pending table allocated "
+                                                "for a CPU that adopts its old one is never "
+                                                "freed (fix: free it)"),
 }
 
 #: Quirks that keep memory after a failed call: leaks the fault-injection sweep
@@ -40,7 +44,7 @@ QUIRKS: dict[str, tuple[str, str]] = {
 LEAKS = frozenset({"cma-leak-on-failed-load", "arm64-retry-cma-leak",
                    "contig-comp-mismatch-leak", "kexec-source-page-leak"})
 
-#: Fixes that switch on others with them (api.md).
+#: Fixes that switch on others with them.
 _IMPLIES = {"arm64-retry-cma-leak": ("cma-ignores-limits",)}
 
 

@@ -139,7 +139,8 @@ def test_every_quirk_has_its_rule_entry_with_a_commit() -> None:
     from pykern.quirks import QUIRKS
     entries = ri.load_entries(DOCS / "rules")
     for name, (rule, _text) in QUIRKS.items():
-        ns, local = ("MM", rule[3:]) if rule.startswith("MM ") else ("K", rule)
+        ns, local = ("MM", rule[3:]) if rule.startswith("MM ") else \
+            ("GIC", rule[4:]) if rule.startswith("GIC-") else ("K", rule)
         entry = entries[(ns, local)]
         assert name in entry.quirk, (name, rule)
         assert re.search(r"\b[0-9a-f]{12}\b", entry.commit), (name, entry.commit)
@@ -235,3 +236,30 @@ def test_finding4_cma_area_over_old_tables_makes_cma_kexec_unsafe() -> None:
     reboot = res[4].details
     assert res[4].status == "corrupted" and reboot["scribbles"]
     assert {idx for _, _, idx in reboot["corrupted"]} == {1}
+
+
+def test_finding4_efi_memreserve_keeps_next_cma_area_off_old_tables() -> None:
+    """GIC-N2, GIC-T9, MM Z0.4: under EFI, generation 1 memblock-reserves the published tables
+    before it places its CMA area (efi_init() runs before bootmem_init() in arm64's
+    setup_arch()), so ``cma=64M@0x40000000`` is refused and the load is walk-placed around
+    the tables: clean (finding-cma-over-old-tables-efi)."""
+    from pykern import Machine, images
+    from pykern.drivers.gic import GICv3
+    res = _run("finding-cma-over-old-tables-efi")
+    assert [r.status for r in res] == ["ok"] * 5
+    iomem = res[2].output
+    assert "41030000-4107ffff : reserved" in iomem and "40000000-43ffffff" not in iomem
+    segments = res[3].details["segments"]
+    assert not any(s["cma"] for s in segments)
+    assert all(s["mem"] + s["memsz"] <= 0x4103_0000 or s["mem"] >= 0x4108_0000
+               for s in segments)
+    reboot = res[4].details
+    assert reboot["verified"] and not reboot["corrupted"] and reboot["scribbles"]
+    # generation 1's own log: the area is refused, nothing is cma-reserved
+    m = Machine("1G", cmdline="cma=256M console=ttyAMA0", seed=0,
+                devices=[GICv3(honours_shutdown=False, efi_memreserve=True)])
+    m.kexec_file_load(images.arm64_image(16 << 20), None, "cma=64M@0x40000000", 0)
+    m.kernel_kexec()
+    log = [text for _, text in m.dmesg()]
+    assert "cma: Failed to reserve 64 MiB" in log and m.cma_areas == []
+    assert any("0K cma-reserved" in line for line in log if line.startswith("Memory: "))

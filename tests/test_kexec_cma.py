@@ -1,6 +1,6 @@
 """The CMA patch: segments placed straight into CMA, KEXEC_FILE_NO_CMA, fallbacks, and each
-upstream quirk next to its fix (kexec.md §7, §12.4, §14.1, §18 and the [CMA] rules; ARCH
-A23–A28, X33–X35; api.md "Quirks and fixes")."""
+upstream quirk next to its fix (K7, K12.4, K14.1, K18 and the [CMA] rules; ARCH
+A23–A28, X33–X35; the guide's "Quirks and fixes")."""
 
 from __future__ import annotations
 
@@ -174,13 +174,14 @@ def test_k16_6_all_cma_arm64_builds_no_relocation_tables() -> None:
 
 # ---------------------------------------------------------------- quirks side by side
 def test_quirks_table_matches_api() -> None:
-    """api.md: every quirk listed with its rule."""
+    """pykern.quirks.QUIRKS: every quirk listed with its rule."""
     assert {k: v[0] for k, v in quirks.QUIRKS.items()} == {
         "cma-stale-tail": "K12.4", "cma-leak-on-failed-load": "K2.9",
         "arm64-retry-cma-leak": "K7.12", "cma-inclusive-end-conflict": "K7.8",
         "cma-align-cap": "K7.5", "cma-ignores-limits": "K7.10",
         "arm64-text-offset-cma": "K12.4", "cma-name-newline": "MM CMA3",
-        "contig-comp-mismatch-leak": "MM R8", "kexec-source-page-leak": "K12.2"}
+        "contig-comp-mismatch-leak": "MM R8", "kexec-source-page-leak": "K12.2",
+        "gic-pending-table-leak-no-efi": "GIC-N5"}
     m = Machine("256M", fixes="all")
     assert set(m.fixes) == set(quirks.QUIRKS)
     with pytest.raises(ValueError, match="no-such-fix"):

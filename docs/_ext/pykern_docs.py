@@ -46,7 +46,8 @@ MAPS: dict[str, list[str]] = {
 
 #: the scenarios whose results the findings page shows
 FINDINGS = ("finding-cma-copies-nothing", "finding-gic-walk-corrupted", "finding-gic-cma-clean",
-            "finding-gic-walk-efi", "finding-adopted-prop-fill", "finding-cma-over-old-tables")
+            "finding-gic-walk-efi", "finding-adopted-prop-fill", "finding-cma-over-old-tables",
+            "finding-cma-over-old-tables-efi")
 
 
 def _write(path: Path, text: str) -> None:
@@ -251,7 +252,8 @@ def quirks_table(root: Path) -> str:
     out = ["<!-- generated from pykern.quirks.QUIRKS at build time -->", "",
            "| fix name | rule | the quirk, and the fix | upstream |", "|---|---|---|---|"]
     for name, (rule, text) in QUIRKS.items():
-        ns, local = ("MM", rule[3:]) if rule.startswith("MM ") else ("K", rule)
+        ns, local = ("MM", rule[3:]) if rule.startswith("MM ") else \
+            ("GIC", rule[4:]) if rule.startswith("GIC-") else ("K", rule)
         entry = entries.get((ns, local))
         if entry is None:
             LOG.warning("pykern docs: quirk %s cites %s, which has no rule index entry",

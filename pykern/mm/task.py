@@ -50,6 +50,15 @@ class Task:
     def mmap_anon(self, npages: int) -> int:
         """Map ``npages`` anonymous pages, fault them all in, return the address.
 
+        Each page is one ``do_anonymous_page()`` fault: ``alloc_anon_folio()`` falls back to
+        ``vma_alloc_zeroed_movable_folio()``, which asks for ``GFP_HIGHUSER_MOVABLE |
+        __GFP_ZERO`` and nothing else (no ``__GFP_NOWARN``), so a failed fault prints the
+        allocator's page allocation failure warning, and a fault-injected one its
+        ``FAULT_INJECTION`` report.
+
+        [model] The kernel would turn the failure into VM_FAULT_OOM and the OOM killer;
+        pykern has neither, so the whole call fails instead.
+
         :raises OSError: ENOMEM when memory runs out (nothing stays mapped).
         """
         self._check_alive()
@@ -57,7 +66,7 @@ class Task:
             raise ValueError(f"mmap_anon: npages {npages!r} must be a positive int")
         m = self._m
         mm = m.mm
-        gfp = G.GFP_HIGHUSER_MOVABLE | _GFP_ZERO | _GFP_NOWARN
+        gfp = G.GFP_HIGHUSER_MOVABLE | _GFP_ZERO
         if mm.memalloc_pin:
             gfp &= ~_GFP_MOVABLE
         pfns = array("q")

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 __all__ = ["gic_probe", "its_probe_one", "allocate_lpi_tables", "its_cpu_init",
            "its_cpu_init_lpis", "allocate_vpe_l1_table", "its_cpu_init_collections",
-           "its_cpu_memreserve_lpi", "redist_disable_lpis", "gic_check_reserved_range",
-           "gic_reserve_range", "its_mask_sources", "its_cpu_offline"]
+           "its_lpi_memreserve_init", "its_cpu_memreserve_lpi", "redist_disable_lpis",
+           "gic_check_reserved_range", "gic_reserve_range", "its_mask_sources",
+           "its_cpu_offline"]
 
 SZ_64K = 0x1_0000
 ORDER_64K = 4
@@ -296,14 +297,25 @@ def its_cpu_init(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> bool:
     return True
 
 
+def its_lpi_memreserve_init(m: Machine, gic: GICv3) -> bool:
+    """its_lpi_memreserve_init(): whether its_cpu_memreserve_lpi() is registered as the
+    CPU-online callback, so that it runs for the boot CPU and then for each secondary.
+
+    The kernel registers it only when the machine booted through EFI
+    (``efi_enabled(EFI_CONFIG_TABLES)``, ``efi_memreserve=True`` here) and an ITS probed.
+    Without EFI the callback never runs, so the pending table pre-allocated for a CPU whose
+    RD kept its old one is never freed: 64 KiB per adopting CPU stay allocated for the life
+    of the boot (quirk ``gic-pending-table-leak-no-efi``, GIC-N5, since d23bc2bc1d63,
+    Linux 5.17).  With that fix the callback runs in every boot and frees them, as GIC-N5
+    and GIC-I6 describe.
+    """
+    return gic.efi_memreserve or "gic-pending-table-leak-no-efi" in m.fixes
+
+
 def its_cpu_memreserve_lpi(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> None:
     """its_cpu_memreserve_lpi() (GIC-N5, T9): free the pending table allocated for a CPU
-    whose RD kept its old one; publish the one it uses otherwise.
-
-    [model] Divergence: the kernel runs this only when booted through EFI
-    (its_lpi_memreserve_init() returns early otherwise), so on a device-tree boot the
-    pre-allocated tables of adopting RDs are never freed; pykern frees them in every boot,
-    as GIC-N5 and GIC-I6 require.
+    whose RD kept its old one; publish the one it uses otherwise.  It runs only where
+    its_lpi_memreserve_init() registered it.
     """
     fresh = st.fresh[cpu]
     if fresh is None:
@@ -388,16 +400,19 @@ def gic_probe(m: Machine, gic: GICv3) -> None:
     """GIC-B1..B8 (and N1..N7 in a later generation): the whole probe, in the order of
     gic_init_bases(): its_init() (ITS probe, allocate_lpi_tables()), then for each CPU in
     turn, as the boot CPU and then each secondary comes up, its_cpu_init() followed by the
-    memreserve step; then the sources' drivers and the guest."""
+    memreserve step where its_lpi_memreserve_init() registered it; then the sources' drivers
+    and the guest."""
     if not its_probe_one(m, gic):
         return
     st = allocate_lpi_tables(m, gic)
     if st is None:
         return
     gic.prop_table, gic.prop_lpi_bits = st.prop, st.lpi_bits
+    memreserve = its_lpi_memreserve_init(m, gic)
     for cpu in range(m.cpus):
         its_cpu_init(m, gic, cpu, st)
-        its_cpu_memreserve_lpi(m, gic, cpu, st)
+        if memreserve:
+            its_cpu_memreserve_lpi(m, gic, cpu, st)
     _map_sources(m, gic, st.prop, st.lpi_bits)
     _setup_vpes(m, gic)
 
