@@ -4,7 +4,7 @@ The function is the top-down hole search of ``kernel/kexec_file.c``
 (``locate_mem_hole_top_down``): given a memory range ``[start, end]`` (inclusive end), find
 the highest address ``mem`` aligned to ``buf_align`` such that ``[mem, mem + memsz - 1]``
 stays inside the range and inside ``[buf_min, buf_max]`` and overlaps no segment the image
-already has.  The port below is written from the rule text (kexec.md K6.6), not from the C.
+already has.  The port below is written from the rule text (K6.6 in the rule index), not from the C.
 
 Three checks, from small to large:
 

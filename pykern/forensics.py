@@ -1,4 +1,4 @@
-"""Who corrupted the new kernel? (gic.md GIC-O4, an option.)
+"""Who corrupted the new kernel? (GIC-O4, an option.)
 
 ``attribute(r, m)`` maps each corrupted run of a reboot to the device writes of that reboot
 that overlap it, using the devices' traces (GIC-O2) — so a test can say which INTID on which

@@ -1,4 +1,4 @@
-"""Synthetic kernel images for tests (arch.md S1–S4): an arm64 ``Image`` and
+"""Synthetic kernel images for tests (ARCH S1–S4): an arm64 ``Image`` and
 an x86_64 ``bzImage``, plus parsers of their headers.
 
 The builders do not validate their arguments beyond what is needed to lay
@@ -67,7 +67,7 @@ def payload_pattern(length: int, seed: int = 0) -> bytes:
 def arm64_image(size: int, *, text_offset: int = 0, image_size: int | None = None,
                 bss: int = 0, flags: int = 0x0A, magic: bytes = ARM64_IMAGE_MAGIC,
                 code0: int = ARM64_CODE0_BRANCH, res5: int = 0, seed: int = 0) -> bytes:
-    """An arm64 ``Image`` of exactly ``size`` bytes (arch.md S1, A.1).
+    """An arm64 ``Image`` of exactly ``size`` bytes (ARCH S1, A1–A3).
 
     Header (little-endian): code0, code1 = 0, text_offset (u64 at 0x08),
     image_size (u64 at 0x10; default ``align_up(size, PAGE) + bss``), flags
@@ -92,7 +92,7 @@ def arm64_image(size: int, *, text_offset: int = 0, image_size: int | None = Non
 
 
 def arm64_image_header(data: bytes) -> dict[str, Any]:
-    """The fields of an arm64 Image header (arch.md A.1).
+    """The fields of an arm64 Image header (ARCH A1–A3).
 
     Keys: ``code0``, ``code1``, ``text_offset``, ``image_size``, ``flags``,
     ``res2``, ``res3``, ``res4``, ``magic`` (bytes), ``res5``, and decoded
@@ -117,7 +117,7 @@ def arm64_image_header(data: bytes) -> dict[str, Any]:
     }
 
 
-# (offset, struct format) of the bzImage setup-header fields (arch.md X.1)
+# (offset, struct format) of the bzImage setup-header fields (Documentation/arch/x86/boot.rst)
 _BZ_FIELDS: dict[str, tuple[int, str]] = {
     "setup_sects": (0x1F1, "B"),
     "root_flags": (0x1F2, "H"),
@@ -169,7 +169,7 @@ def bzimage(size: int, *, setup_sects: int = 1, boot_flag: int = 0xAA55,
             xloadflags: int = 0x0003, cmdline_size: int = 0x7FF,
             pref_address: int = 0x1000000, init_size: int | None = None,
             seed: int = 0) -> bytes:
-    """An x86_64 ``bzImage`` of exactly ``size`` bytes (arch.md S3).
+    """An x86_64 ``bzImage`` of exactly ``size`` bytes (ARCH S3).
 
     setup_sects at 0x1F1, boot_flag at 0x1FE, the jump ``EB <jump_len>`` at
     0x200 (``jump_len`` may be negative: it is stored as a signed byte),
@@ -217,7 +217,7 @@ def bzimage(size: int, *, setup_sects: int = 1, boot_flag: int = 0xAA55,
 
 
 def bzimage_header(data: bytes) -> dict[str, Any]:
-    """The setup-header fields of a bzImage (arch.md X.1), by name
+    """The setup-header fields of a bzImage (``Documentation/arch/x86/boot.rst``), by name
     (``setup_sects``, ``boot_flag``, ``jump``, ``header`` (bytes),
     ``version``, ``loadflags``, ``kernel_alignment``, ``relocatable_kernel``,
     ``min_alignment``, ``xloadflags``, ``cmdline_size``, ``pref_address``,

@@ -101,7 +101,7 @@ _CMA_AREA_KEYS = ("name", "size", "base", "limit", "alignment", "order_per_bit",
 
 
 def _cma_area_args(k: int, spec: Any) -> dict[str, Any]:
-    """Validate one ``Machine(cma_areas=...)`` entry (api.md)."""
+    """Validate one ``Machine(cma_areas=...)`` entry."""
     if not isinstance(spec, dict):
         raise ValueError(f"cma_areas[{k}]: {spec!r} is not a dict")
     unknown = set(spec) - set(_CMA_AREA_KEYS)
@@ -155,7 +155,7 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 class Machine:
-    """An emulated machine running a Linux 6.17/6.18 memory model (api.md).
+    """An emulated machine running a Linux 6.17/6.18 memory model.
 
     Same arguments give the same machine, byte for byte.
     """
@@ -219,7 +219,7 @@ class Machine:
         self.boot_params: BootParams = parse_boot_params(
             cmdline, dynamic_debug=self.config["DYNAMIC_DEBUG"])
         self.physmem = PhysMem(self.banks, self.memops)
-        #: api.md `m.ram`: the RAM buffer itself (writable, buffer protocol).
+        #: ``m.ram``: the RAM buffer itself (writable, buffer protocol).
         self.ram = self.physmem.buf
         self.generation = 0
         self._handover: dict[str, Any] | None = None
@@ -335,7 +335,8 @@ class Machine:
         self.log.info(f"Freeing initrd memory: {(hi - lo) >> 10}K")
 
     def _apply_mem_limit(self, limit: int | None) -> None:
-        """MM Z0.1: arm64 keeps the first ``mem`` bytes, x86_64 what lies below it."""
+        """``mem=`` as ``arm64_memblock_init`` and x86's ``parse_memopt`` apply it (MM Z0.1):
+        arm64 keeps the first ``mem`` bytes, x86_64 what lies below it."""
         if limit is None:
             return
         mb = self.memblock
@@ -358,7 +359,10 @@ class Machine:
                 if min(e, end) > max(b, base)]
 
     def _reserve_kernel_image(self) -> tuple[int, int] | None:
-        """MM Z0.2: the running kernel (and on x86_64 the first MiB); Z0.3 later."""
+        """The running kernel's memblock reservations, as ``arm64_memblock_init`` and x86's
+        ``early_reserve_memory``/``reserve_real_mode`` make them (MM Z0.2): the kernel (and
+        on x86_64 the first MiB); a kexec'd generation reserves what the load passed
+        (Z0.3)."""
         mb = self.memblock
         handover = self._handover
         if handover is not None:
@@ -387,7 +391,8 @@ class Machine:
         return clipped[0][0], clipped[-1][1]
 
     def _reserve_cma_areas(self) -> None:
-        """MM Z0.4: the default area (D3), then ``cma_areas=`` in order (CMA2)."""
+        """The CMA reservations of ``bootmem_init``/``setup_arch`` (MM Z0.4): the default area
+        (D3), then ``cma_areas=`` in order (CMA2)."""
         self.cma_areas: list[Cma] = []
         self.dma_contiguous_default_area: Cma | None = None
         dma_contiguous_reserve(self, self._arch_dma_limit())
@@ -398,7 +403,7 @@ class Machine:
                                        bool(args["fixed"]), args["name"])
 
     def _activate_cma_areas(self) -> None:
-        """MM CMA5, every declared area in order."""
+        """``cma_init_reserved_areas`` (MM CMA5): activate every declared area in order."""
         for cma in self.cma_areas:
             cma_activate_area(self, cma)
 
@@ -411,7 +416,8 @@ class Machine:
         return end
 
     def _reserve_crashkernel(self) -> None:
-        """MM Z0.5."""
+        """``reserve_crashkernel_generic`` (MM Z0.5): a fixed ``crashkernel=size@base``
+        range, or the highest aligned free range below the limit; failure only logs."""
         ck = self.boot_params.crashkernel
         if ck is None:
             return
@@ -438,7 +444,8 @@ class Machine:
                       f"({size >> 20} MB)")
 
     def _zone_limits(self) -> list[tuple[int, int]]:
-        """MM Z1: [start, end) physical bounds of DMA, DMA32, Normal."""
+        """The zone limits ``zone_sizes_init`` sets (MM Z1): [start, end) physical bounds of
+        DMA, DMA32, Normal."""
         start = self.memblock.memblock_start_of_DRAM()
         end = self.memblock.memblock_end_of_DRAM()
         if self.arch == "x86_64":
@@ -451,7 +458,8 @@ class Machine:
         return list(zip(lo, hi))
 
     def _movable_start(self, zones: list[tuple[int, int]]) -> int | None:
-        """MM Z2: where ZONE_MOVABLE starts in the highest populated zone."""
+        """``find_zone_movable_pfns_for_nodes`` (MM Z2): where ZONE_MOVABLE starts in the
+        highest populated zone."""
         bp = self.boot_params
         if bp.movablecore is None and bp.kernelcore is None:
             return None
@@ -524,14 +532,16 @@ class Machine:
                       f"0x{mb.memblock_end_of_DRAM() - 1:016x}]")
 
     def _init_on(self, which: str) -> bool:
-        """MM P8: ``init_on_<which>=`` if given, else CONFIG_INIT_ON_<WHICH>_DEFAULT_ON."""
+        """The ``init_on_alloc``/``init_on_free`` static keys (MM P8): ``init_on_<which>=`` if
+        given, else CONFIG_INIT_ON_<WHICH>_DEFAULT_ON."""
         value: bool | None = getattr(self.boot_params, f"init_on_{which}")
         if value is None:
             return bool(self.config[f"INIT_ON_{which.upper()}_DEFAULT_ON"])
         return value
 
     def _memblock_free_all(self, clear: bool) -> None:
-        """MM Z4: every free memblock range to the buddy allocator, ascending."""
+        """``memblock_free_all`` (MM Z4): every free memblock range to the buddy allocator,
+        ascending."""
         for b, e in self.memblock.for_each_free_mem_range():
             s = (b + PAGE_SIZE - 1) >> PAGE_SHIFT
             t = e >> PAGE_SHIFT
@@ -554,7 +564,8 @@ class Machine:
             self.log.printk(KERN_WARNING, f"pykern: {param} is not modelled; ignored")
 
     def _calculate_threshold(self) -> list[int]:
-        """MM T3.5: each zone's vm stats threshold, once at boot."""
+        """``calculate_normal_threshold`` (MM T3.5): each zone's vm stats threshold, once at
+        boot."""
         return [min(125, 2 * self.cpus.bit_length()
                     * (1 + (z.managed_pages >> 15).bit_length())) for z in self.zones]
 
@@ -577,7 +588,8 @@ class Machine:
         return crash_kexec(self)
 
     def _halt(self, why: str) -> None:
-        """K16.13: nothing runs any more; only physical RAM stays reachable."""
+        """Halt the machine (K16.13): nothing runs any more; only physical RAM stays
+        reachable."""
         self.log.printk(0, why)
         self.halted = True
         self._stub_halted()
@@ -594,7 +606,8 @@ class Machine:
         self.mm = _Halted()  # type: ignore[assignment]
 
     def _boot_next(self, handover: dict[str, Any]) -> None:
-        """K16.13: the next generation boots on the same RAM from what the load passed."""
+        """Boot the next generation after the jump (K16.13): same RAM, from what the load
+        passed."""
         image = handover["image"]
         info = next_kernel_info(self, image)
         dyndbg = self.config["DYNAMIC_DEBUG"]
@@ -615,7 +628,7 @@ class Machine:
     # ------------------------------------------------------------------ kexec
     @property
     def boot_dtb(self) -> bytes:
-        """The device tree this generation booted with (arch.md S5), built on demand."""
+        """The device tree this generation booted with (rule ARCH S5), built on demand."""
         if self._boot_dtb is None:
             from .arch.arm64.dtb import boot_dtb
             self._boot_dtb = boot_dtb(self.banks, self.cmdline)
@@ -623,12 +636,12 @@ class Machine:
 
     def kexec_file_load(self, kernel: bytes | None, initrd: bytes | None = None,
                         cmdline: str = "", flags: int = 0) -> None:
-        """The ``kexec_file_load`` syscall (kexec.md K1, K20); OSError(errno) on failure."""
+        """The ``kexec_file_load`` syscall (rules K1, K20); OSError(errno) on failure."""
         kexec_file_load(self, kernel, initrd, cmdline, flags)
 
     # ---------------------------------------------------------- tasks, DMA
     def new_task(self) -> Task:
-        """A new user process with no memory (api.md "Tasks")."""
+        """A new user process with no memory."""
         task = Task(self, self._next_pid)
         self.tasks[task.pid] = task
         self.fault_inject.dup_task_struct(task.pid)
@@ -637,11 +650,12 @@ class Machine:
 
     def dma_alloc_from_contiguous(self, dev: Any, count: int, align: int,
                                   no_warn: bool = False) -> Any:
-        """MM D4."""
+        """``dma_alloc_from_contiguous`` (MM D4): ``count`` pages from ``dev``'s CMA area, the
+        alignment capped at CONFIG_CMA_ALIGNMENT; a Page or None."""
         return dma_alloc_from_contiguous(self, dev, count, align, no_warn)
 
     def dma_release_from_contiguous(self, dev: Any, page: Any, count: int) -> bool:
-        """MM D5."""
+        """``dma_release_from_contiguous`` (MM D5): ``cma_release`` on ``dev``'s area."""
         return dma_release_from_contiguous(self, dev, page, count)
 
     # --------------------------------------------------------------- views
@@ -660,7 +674,7 @@ class Machine:
         return self.log.lines()
 
     def read(self, path: str) -> str:
-        """Kernel text of a procfs/sysfs/debugfs file (MM §13); FileNotFoundError."""
+        """Kernel text of a procfs/sysfs/debugfs file (the MM T rules); FileNotFoundError."""
         from .fs import read_file
         return read_file(self, path)
 
@@ -676,7 +690,7 @@ class Machine:
         self.physmem.write(addr, data)
 
     def iomem_resources(self) -> list[Resource]:
-        """MM T6: the resource tree, rebuilt from the boot's reservations."""
+        """The ``iomem_resource`` tree (MM T6), rebuilt from the boot's reservations."""
         roots: list[Resource] = []
         named: list[tuple[int, int]] = []
         children: list[Resource] = []

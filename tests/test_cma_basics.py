@@ -1,4 +1,4 @@
-"""CMA areas, cma_alloc with migration, pins (mm.md §8–§12)."""
+"""CMA areas, cma_alloc with migration, pins (the MM I, M, R, CMA and D rules)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Random tasks, pins, CMA and plain allocations; the invariants hold after every step
-(mm.md §8–§12, §14 V1)."""
+(the MM I, M, R, CMA and D rules, and MM V1)."""
 
 from __future__ import annotations
 

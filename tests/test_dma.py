@@ -1,4 +1,4 @@
-"""``DmaDevice``: a bus master that may or may not stop when told (gic.md §11, GIC-D1..D5,
+"""``DmaDevice``: a bus master that may or may not stop when told (GIC-D1..D5,
 GIC-I1, GIC-I2)."""
 
 from __future__ import annotations

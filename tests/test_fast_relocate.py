@@ -1,4 +1,4 @@
-"""The relocation walk's twins give identical RAM and results (kexec.md K16.3)."""
+"""The relocation walk's twins give identical RAM and results (K16.3)."""
 
 from __future__ import annotations
 

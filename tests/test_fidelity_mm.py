@@ -20,7 +20,7 @@ from pykern.mm.page_isolation import (
 
 MiB = 1 << 20
 PAGE = 4096
-BASE = 0x40000                       # first pfn of the arm64 fresh zone (MM §0)
+BASE = 0x40000                       # first pfn of the arm64 fresh zone
 JUNK = (bytes(range(1, 256)) * 17)[:PAGE]
 
 _COMP = gfp.__GFP_COMP
@@ -30,7 +30,7 @@ _NOWARN = gfp.__GFP_NOWARN
 
 
 def fresh(cmdline: str = "", **kw: object) -> Machine:
-    """The fresh zone of the worked examples (MM §0)."""
+    """The fresh zone of the worked examples."""
     return Machine(ram="64M", reserved=(), cmdline=f"cma=0 {cmdline}".strip(), **kw)
 
 

@@ -1,4 +1,4 @@
-"""The fake GICv3/ITS (gic.md): constructor, tables in RAM, registers, the write paths, the
+"""The fake GICv3/ITS (the GIC rules): constructor, tables in RAM, registers, the write paths, the
 reboot time line, observability, the next kernel's adoption, and the seed's claim."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def pending_of(gic: GICv3, cpu: int) -> int:
     return next(p for k, p, _, o, _ in gic.tables() if k == "pending" and o == cpu)
 
 
-# ---------------------------------------------------------------- §1–§2 shape, constructor
+# ---------------------------------------------------------- GIC-M, GIC-C shape, constructor
 @pytest.mark.parametrize("kw", [
     {"id_bits": 13}, {"id_bits": 25}, {"msi_rate_hz": -1.0}, {"quiesce": "some"},
     {"writeback_delay_ms": (5.0, 1.0)}, {"vpes": -1},
@@ -66,7 +66,7 @@ def test_gic_m3_m4_arm64_only_one_machine_default_name() -> None:
         Machine("256M", devices=[gic])
 
 
-# ---------------------------------------------------------------- §3 tables
+# ---------------------------------------------------------------- GIC-T tables
 def test_gic_t1_t2_t3_t6_tables_order_size_and_placement() -> None:
     """T1 unmovable, never CMA; T2 64 KiB each; T3 allocation order, 64 KiB apart; T6."""
     m, gic = boot(cpus=4)
@@ -104,7 +104,7 @@ def test_gic_b8_probe_logs_every_table() -> None:
         assert any(f"{phys:#x}" in t and kind in t for t in lines)
 
 
-# ---------------------------------------------------------------- §4 registers
+# ---------------------------------------------------------------- GIC-R registers
 def test_gic_r5_r6_r7_enable_latches_ignores_and_ces() -> None:
     m, gic = boot()
     rd = gic.redistributors[1]
@@ -142,7 +142,7 @@ def test_gic_r15_bad_command_counted() -> None:
     assert gic.its.bad_commands == 1
 
 
-# ---------------------------------------------------------------- §6 write paths
+# ---------------------------------------------------------------- GIC-W write paths
 def test_gic_w1_w2_w3_msi_sets_one_pending_bit_once() -> None:
     """W2: one byte RMW at PENDBASER + INTID/8; W3: masked LPIs still go pending."""
     m, gic = boot()
@@ -167,7 +167,7 @@ def test_gic_w9_out_of_ram_write_is_dropped_and_counted() -> None:
     assert gic.dropped_writes == 1
 
 
-# ---------------------------------------------------------------- §7–§9 reboot
+# ---------------------------------------------------------------- GIC-K, H, O reboot
 def test_gic_k3_honours_shutdown_no_scribbles_cma_clean() -> None:
     """K3/I4: a GIC honouring shutdown writes nothing after its slot."""
     for flags in (0, KEXEC_FILE_NO_CMA):
@@ -272,7 +272,7 @@ def test_gic_k7_quiesce_its_stops_lpis_at_syscore() -> None:
     assert r.scribbles
 
 
-# ---------------------------------------------------------------- §10 next kernel
+# ---------------------------------------------------------------- GIC-N next kernel
 def test_gic_n1_n3_hardware_survives_its_quiesced_then_reprogrammed() -> None:
     m, gic = boot(GICv3(honours_shutdown=True))
     old = gic.tables()

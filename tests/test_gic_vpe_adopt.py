@@ -1,4 +1,4 @@
-"""The next kernel's RD setup retires a vPE the old kernel left resident (gic.md GIC-N7,
+"""The next kernel's RD setup retires a vPE the old kernel left resident (GIC-N7,
 GIC-R8, GIC-W5; issue 17, GIC item).
 
 Since Linux 6.8 (ec4308ecfc88, "irqchip/gic-v3-its: Do not assume vPE tables are

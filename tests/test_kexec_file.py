@@ -1,5 +1,5 @@
 """kexec_file_load on the classic path: the syscall, the loaders, placement, the page list,
-freeing and crash images (kexec.md §0–§14, §17, §20; arch.md A, X).
+freeing and crash images (K0–K14, K17, K20; the ARCH A and X rules).
 
 Loads here use ``KEXEC_FILE_NO_CMA`` or a machine without a default CMA area unless a test
 says otherwise; the CMA patch has its own file (test_kexec_cma.py).
@@ -57,7 +57,7 @@ def walk_segments(image: KImage) -> list[Any]:
     return [s for s in image.segments if not s.cma]
 
 
-# ---------------------------------------------------------------- §0 constants
+# ---------------------------------------------------------------- K0 constants
 def test_k0_4_k0_5_uapi_flag_values() -> None:
     """K0.4/K0.5: the uapi values, re-exported from pykern, mask 0x1F (6.17 final)."""
     assert (pykern.KEXEC_FILE_UNLOAD, pykern.KEXEC_FILE_ON_CRASH, pykern.KEXEC_FILE_NO_INITRAMFS,
@@ -82,7 +82,7 @@ def test_k0_11_loaded_files(arch: str) -> None:
     assert m.read("/sys/kernel/kexec_crash_loaded") == "1\n"
 
 
-# ---------------------------------------------------------------- §1 the syscall
+# ---------------------------------------------------------------- K1 the syscall
 @pytest.mark.parametrize("flags", [0x20, 0x40, 0x100, 1 << 31, 0x21])
 def test_k1_3_illegal_flags_einval_nothing_touched(flags: int) -> None:
     """K1.3: any bit outside 0x1F → EINVAL, state as before (0x20 is 6.18's FORCE_DTB)."""
@@ -187,7 +187,7 @@ def test_k1_16_replacing_load_frees_the_old_image_after(arch: str) -> None:
     assert base - m.mm.nr_free_pages() == taken_one
 
 
-# ---------------------------------------------------------------- §2 file checks
+# ---------------------------------------------------------------- K2 file checks
 @pytest.mark.parametrize("arch", ARCHES)
 def test_k2_4_file_checks(arch: str) -> None:
     """K2.4 step 1/3, K20.1: empty kernel, empty initrd → EINVAL; non-bytes → EBADF."""
@@ -232,7 +232,7 @@ def test_k2_2_debug_messages_only_with_the_flag() -> None:
     assert [(s.mem, s.memsz) for s in m.kexec_image.segments] == places
 
 
-# ---------------------------------------------------------------- §3 arch loaders
+# ---------------------------------------------------------------- K3 arch loaders
 def test_k3_1_arm64_segments_order_alignment_and_limits() -> None:
     """K3.1 / ARCH A11–A17: kernel (2 MiB aligned, bottom-up), initrd (above the kernel),
     dtb (2 MiB aligned, top-down); image.start = kernel mem."""
@@ -357,7 +357,7 @@ def test_k3_2_x86_segments_order_and_limits() -> None:
     assert params.buf[4096:4096 + 6] == b"quiet\0"
 
 
-# ---------------------------------------------------------------- §5, §6 placement
+# ---------------------------------------------------------------- K5, K6 placement
 def _bare_image(m: Machine) -> KImage:
     im = KImage()
     im._m = m
@@ -488,7 +488,7 @@ def test_k6_2_walk_ranges_per_arch(arch: str) -> None:
         assert a1 == top or inside, (hex(a0), hex(a1), hex(top))
 
 
-# ---------------------------------------------------------------- §8 sanity checks
+# ---------------------------------------------------------------- K8 sanity checks
 def test_k8_5_segment_over_half_of_ram_is_einval() -> None:
     """K8.5: one segment larger than totalram/2 → EINVAL (after it was placed)."""
     m = machine("arm64", "512M", cmdline="cma=16M")
@@ -503,7 +503,7 @@ def test_k8_5_segment_over_half_of_ram_is_einval() -> None:
     assert snapshot(m) == before
 
 
-# ---------------------------------------------------------------- §9–§12 pages
+# ---------------------------------------------------------------- K9–K12 pages
 @pytest.mark.parametrize("arch", ARCHES)
 def test_k9_2_k19_3_control_pages_outside_segments(arch: str) -> None:
     """K9.2/K19.3: control pages and indirection pages avoid every destination."""
@@ -552,7 +552,7 @@ def test_k12_2_source_pages_hold_the_buffer_then_zeros(arch: str) -> None:
     """K12.2: each source page holds its 4 KiB of the buffer; the tail past bufsz is zero,
     whatever the page held before (RAM is dirtied first)."""
     m = machine(arch)
-    m.ram[:] = b"\xA5" * len(m.ram)         # api.md: m.ram is the writable buffer
+    m.ram[:] = b"\xA5" * len(m.ram)         # m.ram is the writable buffer
     initrd = images.payload_pattern(2 * PAGE + 100, seed=3)
     m.kexec_file_load(kernel_for(arch), initrd, "", KEXEC_FILE_NO_CMA)
     im = m.kexec_image
@@ -630,7 +630,7 @@ def test_k14_k19_7_unload_returns_every_page(arch: str) -> None:
     assert m.mm.nr_free_pages() == base
 
 
-# ---------------------------------------------------------------- §17 crash images
+# ---------------------------------------------------------------- K17 crash images
 @pytest.mark.parametrize("arch", ARCHES)
 def test_k17_1_crash_image_lives_in_the_reservation(arch: str) -> None:
     """K17.1/K12.5/K9.4: crash segments inside crashkernel=, written at load time, no

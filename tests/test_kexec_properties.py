@@ -1,4 +1,4 @@
-"""kexec.md §19 invariants as hypothesis properties over random layouts and loads, and a
+"""The K19 invariants as hypothesis properties over random layouts and loads, and a
 fuzz of mutated image headers (only OSError, nothing changed).
 
 Layouts and loads come from ``pykern.testing.strategies``, the same strategies users get.
@@ -127,7 +127,7 @@ def test_mutated_headers_only_oserror_and_nothing_changes(data: st.DataObject) -
 
 
 def test_invariant_checker_catches_a_poked_entry() -> None:
-    """The §19 checker can fail: a SOURCE word rewritten in RAM to point into another
+    """The K19 checker can fail: a SOURCE word rewritten in RAM to point into another
     segment's destination is reported as K19.2, a lost SOURCE word as K19.5."""
     import struct
 

@@ -1,6 +1,6 @@
 """The public ``pykern.testing.KexecStateMachine`` run as a test: random sequences of
 allocations, tasks, pins, CMA blocks, kexec loads (with and without NO_CMA), unloads, reboots
-and panics keep kexec.md §19 and the page accounting after every step."""
+and panics keep the K19 invariants and the page accounting after every step."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Boot, zones, watermarks and Machine argument checking against mm.md §1 and §3
-(rules C1.12, Z0, Z1, Z4–Z7) and api.md (``Machine``).
+"""Boot, zones, watermarks and Machine argument checking against the MM C and Z rules
+(C1.12, Z0, Z1, Z4–Z7) and the ``Machine`` API reference.
 
 Every test names the rule it checks.  arm64 machines pass ``cma=0`` so that the default
 32 MiB CMA area (MM C1.15) stays out of the zone arithmetic unless a test wants it.
@@ -424,7 +424,7 @@ def test_mm_z7_normal_protects_against_movable_zone() -> None:
     assert movable.lowmem_reserve == [0, 0, 0, 0]
 
 
-# --------------------------------------------------------------------------- api.md
+# -------------------------------------------------------------------- Machine API
 
 
 @pytest.mark.parametrize("kw, part", [
@@ -473,13 +473,13 @@ def test_mm_z7_normal_protects_against_movable_zone() -> None:
     (dict(ram="64M", cmdline="sysctl.vm.lowmem_reserve_ratio=1,2,3,4,5"), "lowmem_reserve"),
 ])
 def test_api_machine_bad_arguments_raise_valueerror(kw: dict[str, Any], part: str) -> None:
-    """api.md Machine: bad arguments → ValueError naming the bad part."""
+    """Machine: bad arguments → ValueError naming the bad part."""
     with pytest.raises(ValueError, match=part):
         Machine(**kw)
 
 
 def test_api_machine_same_arguments_same_machine() -> None:
-    """api.md Machine: same arguments, same machine (allocation by allocation)."""
+    """Machine: same arguments, same machine (allocation by allocation)."""
     kw = dict(ram=[(0x4000_0000, "24M"), (0x4400_0000, "8M")], cmdline="cma=0 mem=30M")
 
     def trace() -> list[Any]:
@@ -494,7 +494,7 @@ def test_api_machine_same_arguments_same_machine() -> None:
 
 
 def test_api_ignored_parameters_and_unmodelled_sysctls() -> None:
-    """api.md cmdline / C1.12: unknown parameters pass; other vm sysctls are logged."""
+    """cmdline / C1.12: unknown parameters pass; other vm sysctls are logged."""
     m = Machine(ram="64M", cmdline="cma=0 quiet foo=bar sysctl.vm.swappiness=10")
     assert any("swappiness" in text for _, text in m.dmesg())
     assert m.read("/proc/cmdline") == "cma=0 quiet foo=bar sysctl.vm.swappiness=10\n"

@@ -1,8 +1,8 @@
-"""The buddy allocator against mm.md §4–§7 and §14 (rules G, A, F, W, P8, V1/V2).
+"""The buddy allocator against the MM rules G, A, F, W, P8 and V1/V2.
 
 Every test names the rule it checks.  Machines are small and built per test; the
 "fresh zone" of the worked examples is ``Machine(ram="64M", reserved=(), cmdline="cma=0")``:
-one DMA zone of 16384 pages starting at pfn 262144 (MM §0).  States are set up with real
+one DMA zone of 16384 pages starting at pfn 262144.  States are set up with real
 allocations only, except where a test says it uses an internal hook.
 """
 
@@ -25,7 +25,7 @@ NO_WMARKS = ("sysctl.vm.min_free_kbytes=0 sysctl.vm.watermark_scale_factor=1 "
 
 
 def fresh(cmdline: str = "", **kw: Any) -> Machine:
-    """The fresh zone of the worked examples (MM §0)."""
+    """The fresh zone of the worked examples."""
     return Machine(ram="64M", reserved=(), cmdline=f"cma=0 {cmdline}".strip(), **kw)
 
 
@@ -45,7 +45,7 @@ def lists(m: Machine, zone: str = "DMA", mt: str = "Movable") -> dict[int, list[
 
 
 def snapshot(m: Machine) -> tuple[Any, ...]:
-    """Everything a misuse must leave unchanged (api.md: state unchanged)."""
+    """Everything a misuse must leave unchanged (bad input loses no state)."""
     mm = m.mm
     free_lists = tuple(tuple(mm.free_list(z.name, k, mt))
                        for z in mm.zones if z.populated_zone()
@@ -628,7 +628,7 @@ def _misuse_machine() -> tuple[Machine, Page]:
     ("order -1", lambda p: p.pfn, -1),
 ])
 def test_mm_v2_bad_free_raises_naming_pfn(what: str, pfn_of: Any, order: int) -> None:
-    """MM V2 / F1 / api.md: misuse raises ValueError naming the pfn; nothing changes."""
+    """MM V2 / F1: misuse raises ValueError naming the pfn; nothing changes."""
     m, p = _misuse_machine()
     pfn = pfn_of(p)
     before = snapshot(m)
@@ -657,7 +657,7 @@ def test_mm_v2_double_free_raises_and_changes_nothing() -> None:
 
 @pytest.mark.parametrize("bad", ["0x40000", None, 1.5])
 def test_mm_v2_free_of_non_int_pfn_raises(bad: Any) -> None:
-    """api.md: a pfn that is not an int is a ValueError."""
+    """A pfn that is not an int is a ValueError."""
     m, _ = _misuse_machine()
     before = snapshot(m)
     with pytest.raises(ValueError):
@@ -666,7 +666,7 @@ def test_mm_v2_free_of_non_int_pfn_raises(bad: Any) -> None:
 
 
 def test_mm_v2_lookups_in_holes_raise() -> None:
-    """api.md: pfns in a hole or outside RAM are not pages."""
+    """Pfns in a hole or outside RAM are not pages."""
     m, _ = _misuse_machine()
     for pfn in (0x48000, 0x4FFFF, 0x52000, 0x3FFFF):
         with pytest.raises(ValueError, match=f"{pfn:#x}"):
@@ -678,7 +678,7 @@ def test_mm_v2_lookups_in_holes_raise() -> None:
 
 
 def test_mm_free_list_argument_checks() -> None:
-    """api.md: free_list takes display names (MM C1.5 / C1.10) and orders 0..10."""
+    """``free_list`` takes display names (MM C1.5 / C1.10) and orders 0..10."""
     m = fresh()
     assert m.mm.free_list("DMA32", 0, "Movable") == []
     for args in (("Highmem", 0, "Movable"), ("DMA", 11, "Movable"), ("DMA", 0, "movable")):

@@ -2,7 +2,7 @@
 V2, F4, A1–A6 over random small machines (16–128 MiB, both arches, random banks with
 holes, random reservations and ``mem=``) and random alloc/free sequences.
 
-The boot layout is recomputed here independently from mm.md (Z0.1 banks and ``mem=``,
+The boot layout is recomputed here independently from the rules (MM Z0.1 banks and ``mem=``,
 Z0.2 reservations, Z1 zone bounds, Z4 chunking) and compared with the machine.
 """
 

@@ -1,5 +1,5 @@
-"""Byte-exact procfs text views (MM §13: T1 buddyinfo, T2 pagetypeinfo, T3 zoneinfo,
-T4 meminfo, T5 vmstat), checked against mm.md's worked examples and against the shapes
+"""Byte-exact procfs text views (MM T1 buddyinfo, T2 pagetypeinfo, T3 zoneinfo,
+T4 meminfo, T5 vmstat), checked against hand-computed worked examples and against the shapes
 of the real 6.18.15 captures in ``tests/data/real-kernel/`` (values differ, widths and line
 sets must not)."""
 
@@ -44,7 +44,7 @@ Node 0, zone      DMA            0           32            0            0       
 
 # ------------------------------------------------------------------ helpers
 def fresh() -> pykern.Machine:
-    """mm.md's fresh zone: one arm64 DMA zone of 16384 pages, nothing reserved."""
+    """The fresh zone: one arm64 DMA zone of 16384 pages, nothing reserved."""
     return pykern.Machine(ram="64M", reserved=(), cmdline="cma=0")
 
 

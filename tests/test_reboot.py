@@ -1,4 +1,4 @@
-"""Rebooting into a loaded image (kexec.md §16–§17)."""
+"""Rebooting into a loaded image (K16, K17)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_k16_13_chain_of_generations(arch: str) -> None:
 
 
 def test_k16_12_twins_leave_identical_ram() -> None:
-    """api.md extensions: the compiled walk and the pure twin give byte-identical RAM."""
+    """Machine(extensions=...): the compiled walk and the pure twin give byte-identical RAM."""
     if _fast.relocate_c is None:
         pytest.skip("compiled walk not built")
     rams = []

@@ -1,5 +1,5 @@
-"""The reboot clock and the device hook of the hot phase (kexec.md K16.1, K16.3, K16.8,
-K16.11, K16.12; gic.md GIC-H1, GIC-H7, GIC-H8, GIC-O1, GIC-O2), with a scripted device."""
+"""The reboot clock and the device hook of the hot phase (K16.1, K16.3, K16.8,
+K16.11, K16.12; GIC-H1, GIC-H7, GIC-H8, GIC-O1, GIC-O2), with a scripted device."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_k16_1_shutdown_hooks_reverse_order_after_in_progress_flag() -> None:
 
 
 def test_devices_argument_checks() -> None:
-    """api.md: duplicate device names and non-devices are ValueErrors; a device belongs to
+    """Machine(devices=...): duplicate device names and non-devices are ValueErrors; a device belongs to
     one machine."""
     with pytest.raises(ValueError, match="two devices"):
         Machine("256M", devices=[Scripted("d"), Scripted("d")])

@@ -12,7 +12,7 @@ from pykern.testing.stateful import KexecStateMachine
 
 def test_short_soak_with_faults_keeps_every_invariant() -> None:
     """A few hundred steps with random fail_page_alloc faults and fail-nth writes: every
-    rule's own checks and kexec.md §19, the page accounting (exact: every quirk fixed),
+    rule's own checks and the K19 invariants, the page accounting (exact: every quirk fixed),
     task data and MM V1 after each step, and failures were really injected."""
     report = soak.soak(soak.SoakConfig(ops=300, seed=0, faults=True))
     assert report["violations"] == [] and report["ok"]

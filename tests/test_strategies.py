@@ -1,4 +1,4 @@
-"""pykern.testing.strategies (api.md "Testing"): valid inputs by default, readable
+"""pykern.testing.strategies (the testing guide): valid inputs by default, readable
 shrinking, InvalidArgument for impossible constraints."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def test_shrinks_toward_one_small_bank() -> None:
 
 def test_devices_are_drawn_and_boot() -> None:
     """Issue 16: layouts(devices=True) never produced a device.  Over 150 draws it now gives
-    GICv3s (arm64 only, GIC §2) and DMA devices, each machine boots with them attached, and
+    GICv3s (arm64 only) and DMA devices, each machine boots with them attached, and
     a load plus reboot runs the devices' reboot schedules (GIC-H1)."""
     from collections import Counter
 

@@ -3,7 +3,7 @@
 """Compiled twin of :mod:`pykern._fast._relocate_py`: the kexec relocation walk.
 
 Same arguments, same results; the copy loop runs without the GIL and copies
-each page with ``memcpy`` (sources never overlap destinations: kexec.md K11).
+each page with ``memcpy`` (sources never overlap destinations: rule K11).
 """
 
 from libc.stdint cimport int64_t, uint64_t

@@ -1,4 +1,4 @@
-"""Pure-Python twin of ``_relocate_c``: the kexec relocation walk (kexec.md K16.3).
+"""Pure-Python twin of ``_relocate_c``: the kexec relocation walk (rule K16.3).
 
 ``relocate_walk`` reads 64-bit little-endian entry words from RAM and copies
 each SOURCE page to the destination cursor, exactly as ``relocate_kernel``

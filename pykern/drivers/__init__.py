@@ -1,2 +1,2 @@
 """Devices: hardware models that live across kexec (``Machine(devices=[...])``) and the
-driver code each generation runs against them (gic.md)."""
+driver code each generation runs against them (the devices guide)."""

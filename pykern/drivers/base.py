@@ -1,5 +1,5 @@
 """What every DMA-capable device model shares: attachment, the per-generation probe, the
-reboot hooks, and the one recorded write path (gic.md GIC-W9, GIC-O1, GIC-O2, GIC-H3).
+reboot hooks, and the one recorded write path (GIC-W9, GIC-O1, GIC-O2, GIC-H3).
 
 [model] A device object is *hardware*: it survives ``kernel_kexec()`` (GIC-M1).  The kexec
 engine (``pykern.kernel.kexec.reboot``) asks each device for the events it will cause during
@@ -41,7 +41,7 @@ class TraceRecord:
 
 
 def device_rng(seed: int, generation: int, name: str) -> random.Random:
-    """GIC-H3: the one generator a device draws a reboot's randomness from."""
+    """The one generator a device draws a reboot's randomness from (GIC-H3)."""
     digest = hashlib.sha256(f"pykern-dma:{seed}:{generation}:{name}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "little"))
 
@@ -121,7 +121,8 @@ class Device:
     # -------------------------------------------------------------- the write path
     def dma_write(self, t: int, phys: int, data: bytes, kind: str, *, cpu: int | None = None,
                   intid: int | None = None, scribble: bool = True) -> bool:
-        """GIC-W9: every device write goes through here.  Returns whether RAM changed.
+        """A device write to RAM (GIC-W9): every device write goes through here.  Returns
+        whether RAM changed.
 
         Outside RAM the write is dropped and counted.  ``scribble=False`` marks writes the
         CPU asked for (ITS command results, GIC-W7), which are traced but never scribbles.

@@ -1,5 +1,5 @@
 """A generic DMA bus master: a descriptor ring plus receive buffers that a device keeps
-filling, and that may or may not stop when the kernel shuts it down (gic.md §11)."""
+filling, and that may or may not stop when the kernel shuts it down (GIC-D1..D5)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class DmaDevice(Device):
         self.rate_hz = float(rate_hz)
         self.coherent_from_cma = coherent_from_cma
         self.uaf_before_load = uaf_before_load
-        #: api.md: None means the default CMA area serves this device (mm.md D1).
+        #: None means the default CMA area serves this device (MM D1).
         self.cma_area = None
         self._buffers: list[tuple[str, int, int]] = []
         self._ring_src = "buddy"            # where probe took the ring from: "cma" or "buddy"
@@ -64,7 +64,8 @@ class DmaDevice(Device):
         return max(0, (-(-self.ring_bytes // 4096) - 1).bit_length())
 
     def probe(self, m: Machine) -> None:
-        """GIC-D1: the ring through dma_alloc_coherent, then the receive pages."""
+        """The driver's probe (GIC-D1): the ring through ``dma_alloc_coherent``, then the
+        receive pages."""
         self._buffers = []
         self.active, self.bus_master = True, True
         self._next_rx = self._next_slot = 0
@@ -96,7 +97,7 @@ class DmaDevice(Device):
             self._free_buffers(m)
 
     def _free_buffers(self, m: Machine) -> None:
-        """GIC-D5: the driver bug — memory given back while the device keeps using it."""
+        """The driver bug (GIC-D5): memory given back while the device keeps using it."""
         order = self._ring_order()
         for kind, phys, _ in self._buffers:
             if kind == "ring" and self._ring_src == "cma":
@@ -113,7 +114,8 @@ class DmaDevice(Device):
 
     # ------------------------------------------------------------------ reboot
     def _stops_at_shutdown(self) -> bool:
-        """GIC-D3."""
+        """Whether ``pci_device_shutdown`` (or a platform driver's hook) stops the device
+        (GIC-D3): its own shutdown callback, or bus mastering cleared on PCI."""
         if self.bus == "platform":
             return self.has_shutdown and self.honours_shutdown
         if self.has_shutdown and self.honours_shutdown:
@@ -127,8 +129,9 @@ class DmaDevice(Device):
                 self.bus_master = False
 
     def reboot_events(self, ctx: RebootContext) -> list[Event]:
-        """GIC-D2/D4: Poisson arrivals from the shutdown point (0 on the crash path) until
-        the next kernel takes the device over (``t_takeover``, [model])."""
+        """The device's writes during the reboot (GIC-D2/D4): Poisson arrivals from the
+        shutdown point (0 on the crash path) until the next kernel takes the device over
+        (``t_takeover``, [model])."""
         m, clock = ctx.m, ctx.clock
         rng = device_rng(m.seed, m.generation, self.name)
         start = 0 if ctx.crash else clock.t_shut[self.name]

@@ -1,4 +1,4 @@
-"""A fake GICv3 with an ITS whose LPI tables live in emulated RAM (gic.md).
+"""A fake GICv3 with an ITS whose LPI tables live in emulated RAM (the devices guide).
 
 This module is the *hardware* (GIC-M1): redistributors, the ITS with its command queue and
 in-memory tables, the translation path that sets pending bits in RAM, and what the GIC does
@@ -53,7 +53,7 @@ GITS_TYPER_VMAPP = 1 << 40
 
 
 class MsiSource:
-    """One interrupting function behind the ITS (gic.md §2)."""
+    """One interrupting function behind the ITS (an entry of ``GICv3(sources=...)``)."""
 
     def __init__(self, name: str, *, nvec: int = 32, rate_hz: float | None = None,
                  device_id: int | None = None, managed: bool = False,
@@ -145,7 +145,7 @@ class _Vpe:
 
 
 class GICv3(Device):
-    """The GICv3/ITS hardware model (gic.md §2–§9)."""
+    """The GICv3/ITS hardware model (the devices guide and the GIC rules of the rule index)."""
 
     arches = ("arm64",)
 
@@ -227,7 +227,7 @@ class GICv3(Device):
                 t[5] = False
 
     def tables(self) -> list[tuple[str, int, int, Any, int]]:
-        """GIC-T6: live tables in allocation order."""
+        """Live tables in allocation order (GIC-T6): ``(kind, phys, size, owner, generation)``."""
         return [(k, p, s, o, g) for k, p, s, o, g, live in self._tables if live]
 
     def source_of(self, device_id: int) -> MsiSource | None:
@@ -244,7 +244,7 @@ class GICv3(Device):
         return self.redistributors[k], off - (VLPI_FRAME if vlpi else 0), vlpi
 
     def mmio_read(self, addr: int, size: int = 8) -> int:
-        """GIC-R*: register reads by physical MMIO address."""
+        """Register reads by physical MMIO address (the GIC-R rules)."""
         its = self.its
         if ITS_BASE <= addr < ITS_BASE + 0x1_0000:
             off = addr - ITS_BASE
@@ -294,7 +294,8 @@ class GICv3(Device):
         return {0: 1, 1: 4, 2: 2 if self.vpes else 0}.get(n, 0)
 
     def mmio_write(self, addr: int, value: int, size: int = 8) -> None:
-        """GIC-R*: register writes, with the architecture's ignore rules."""
+        """Register writes by physical MMIO address, with the architecture's ignore rules (the
+        GIC-R rules)."""
         its = self.its
         if ITS_BASE <= addr < ITS_BASE + 0x1_0000:
             off = addr - ITS_BASE
@@ -417,7 +418,7 @@ class GICv3(Device):
         return (entry >> 1) & 0xFFFF if entry & 1 else None
 
     def _translate(self, device_id: int, event: int) -> tuple[int, int] | None:
-        """GIC-W1: (INTID, CPU) or None."""
+        """The ITS translation of an MSI (GIC-W1): (INTID, CPU) or None."""
         if self.its_cache:
             hit = self._cache.get((device_id, event))
             if hit is None:
@@ -435,7 +436,8 @@ class GICv3(Device):
 
     # ------------------------------------------------------------------ commands
     def _process_commands(self) -> None:
-        """GIC-R15: execute every command between CREADR and CWRITER."""
+        """The ITS command queue (GIC-R15): execute every command between ``GITS_CREADR`` and
+        ``GITS_CWRITER``."""
         its = self.its
         if not its.cbaser & VALID:
             return
@@ -539,7 +541,8 @@ class GICv3(Device):
         return True
 
     def _set_pending(self, intid: int, cpu: int, t: int, scribble: bool = True) -> None:
-        """GIC-W2: a one-byte read-modify-write; nothing if the bit is already set."""
+        """A redistributor setting an LPI pending (GIC-W2): a one-byte read-modify-write of the
+        pending table; nothing if the bit is already set."""
         addr = self._pending_byte(intid, cpu)
         if addr is None:
             return
@@ -563,12 +566,12 @@ class GICv3(Device):
         self._set_pending(hit[0], hit[1], t, scribble=not command)
 
     def msi(self, device_id: int, event_id: int) -> None:
-        """GIC-R14: a write of ``event_id`` to GITS_TRANSLATER from ``device_id``."""
+        """``GITS_TRANSLATER`` (GIC-R14): a write of ``event_id`` from ``device_id``."""
         self._signal(device_id, event_id, self._now())
 
     # ------------------------------------------------------------------ vPEs
     def _write_vpendbaser(self, rd: Redistributor, value: int) -> None:
-        """GIC-R8: a write of ``GICR_VPENDBASER``.
+        """``GICR_VPENDBASER`` (GIC-R8): a write of the register.
 
         Valid 1 -> 0 makes every vPE resident on this RD non-resident and starts its
         write-back (GIC-W5).  Valid = 1 makes the vPE whose VPT the address names resident
@@ -610,7 +613,7 @@ class GICv3(Device):
         self.vpe_writeback(vpe, t)
 
     def vpe_writeback(self, vpe: _Vpe, t: int) -> None:
-        """GIC-W5: the cached vPE state lands in the first page of its VPT."""
+        """A vPE write-back (GIC-W5): the cached vPE state lands in the first page of its VPT."""
         m = self._m()
         if not m.physmem.is_ram(vpe.vpt, 64):
             self.dropped_writes += 1
@@ -635,12 +638,13 @@ class GICv3(Device):
         return self._max_delay_ns() if self.quiesce == "full" and self._vpe_list else 0
 
     def shutdown(self, ctx: RebootContext, t: int) -> None:
-        """GIC-W4: the shutdown slot masks every source vector in the property table."""
+        """The GIC's ``device_shutdown`` slot (GIC-W4): mask every source vector in the
+        property table (``its_mask_sources``)."""
         from .irqchip.irq_gic_v3_its import its_mask_sources
         its_mask_sources(ctx.m, self)
 
     def reboot_events(self, ctx: RebootContext) -> list[Event]:
-        """GIC-H4..H6, K3..K8: the whole reboot's schedule, drawn now."""
+        """The whole reboot's schedule, drawn now (GIC-H4..H6, K3..K8)."""
         m, clock = ctx.m, ctx.clock
         rng = device_rng(m.seed, m.generation, self.name)
         crash = ctx.crash
@@ -691,11 +695,11 @@ class GICv3(Device):
         return (t, (k, vec, 0), fire)
 
     def _syscore(self, ctx: RebootContext, t: int) -> None:
-        """GIC-K7/K8: the ITS is disabled during syscore_shutdown."""
+        """The ITS disabled during ``syscore_shutdown`` (GIC-K7/K8)."""
         self.its.enabled = False
 
     def _vpe_events(self, ctx: RebootContext, delays: list[int]) -> list[Event]:
-        """GIC-K3/K4/K8, N7, W5: when each vPE goes non-resident and its write-back lands.
+        """When each vPE goes non-resident and its write-back lands (GIC-K3/K4/K8, N7, W5).
 
         A vPE retired by the old kernel (K3, K8) or with its CPU (K4) is descheduled through
         its RD's ``GICR_VPENDBASER`` (Valid cleared, PendingLast set) and written back
@@ -746,7 +750,8 @@ class GICv3(Device):
             self.vpe_writeback(vpe, ctx.clock.t_end)
 
     def _offline_events(self, ctx: RebootContext) -> list[Event]:
-        """GIC-K4: each secondary CPU going offline moves or shuts down its vectors."""
+        """Secondary CPUs going offline (GIC-K4): each moves or shuts down its vectors
+        (``its_cpu_offline``)."""
         from .irqchip.irq_gic_v3_its import its_cpu_offline
         out: list[Event] = []
         for k, t in enumerate(ctx.clock.t_offline):

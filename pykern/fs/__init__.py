@@ -1,6 +1,6 @@
 """The files ``m.read`` and ``m.write`` reach: procfs, sysfs and debugfs.
 
-Each path maps to a function that renders the kernel's text (MM §13).  Files
+Each path maps to a function that renders the kernel's text (the MM T rules).  Files
 are looked up exactly; an unknown path raises ``FileNotFoundError`` and a
 write the kernel would refuse raises ``OSError`` with its errno.
 """

@@ -1,4 +1,4 @@
-"""The boot parameters pykern honours (api.md ``cmdline``), parsed once per boot.
+"""The boot parameters pykern honours (``Machine(cmdline=...)``), parsed once per boot.
 
 Every honoured parameter that is malformed raises ``ValueError`` naming it.  The rest
 is sorted as ``start_kernel`` sorts it (init/main.c): a parameter the kernel knows is

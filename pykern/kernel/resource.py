@@ -47,7 +47,8 @@ class Resource:
 
 
 def iomem_text(roots: list[Resource]) -> str:
-    """MM T6: ``%*s%0*llx-%0*llx : %s``, two spaces per level, 8 hex digits min."""
+    """``r_show`` over the tree (MM T6): ``%*s%0*llx-%0*llx : %s``, two spaces per level,
+    8 hex digits min."""
     lines = []
     for root in sorted(roots, key=lambda r: r.start):
         for depth, r in root.walk():

@@ -9,7 +9,7 @@ NUL-terminated property names the ``FDT_PROP`` tokens point into).
 
 :class:`Fdt` holds the tree decoded (:class:`FdtNode` objects) and the
 strings block as bytes, and reproduces the libfdt read-write rules that decide
-the byte layout of what the kernel builds (arch.md A36):
+the byte layout of what the kernel builds (rule ARCH A36):
 
 - ``setprop`` on a property the node does not have yet inserts it as the
   node's *first* property; rewriting an existing property keeps its slot.
@@ -74,7 +74,7 @@ class FdtError(ValueError):
 
     ``code`` names the libfdt error it stands for (``"BADMAGIC"``,
     ``"TRUNCATED"``, ``"NOTFOUND"``, ``"EXISTS"``, ``"NOSPACE"``, ...).
-    The kexec loaders map every FdtError to EINVAL (arch.md A18).
+    The kexec loaders map every FdtError to EINVAL (rule ARCH A18).
     """
 
     def __init__(self, message: str, code: str = "BADSTRUCTURE") -> None:
@@ -519,7 +519,7 @@ class Fdt:
 
     def address_cells(self, node: FdtNode) -> int:
         """``fdt_address_cells``: ``#address-cells`` of ``node``; 2 when
-        absent (arch.md A34); FdtError (BADNCELLS) when not a u32 in 1..4."""
+        absent (rule ARCH A34); FdtError (BADNCELLS) when not a u32 in 1..4."""
         value = node.getprop("#address-cells")
         if value is None:
             return 2
@@ -532,7 +532,7 @@ class Fdt:
 
     def size_cells(self, node: FdtNode) -> int:
         """``fdt_size_cells``: ``#size-cells`` of ``node``; 1 when absent
-        (arch.md A34); FdtError (BADNCELLS) when not a u32 in 0..4."""
+        (rule ARCH A34); FdtError (BADNCELLS) when not a u32 in 0..4."""
         value = node.getprop("#size-cells")
         if value is None:
             return 1

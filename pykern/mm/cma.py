@@ -1,4 +1,4 @@
-"""Contiguous Memory Allocator areas (``mm/cma.c``), MM §11.
+"""Contiguous Memory Allocator areas (``mm/cma.c``), the MM CMA rules.
 
 An area owns up to eight physical ranges, each with a bitmap whose bit n
 stands for ``2^order_per_bit`` pages.  The bitmap is a ``bytearray`` with one
@@ -45,7 +45,7 @@ class CmaMemrange:
 
 
 class Cma:
-    """``struct cma``: one area (api.md ``Cma``)."""
+    """``struct cma``: one CMA area (``m.cma_areas``, ``m.dma_contiguous_default_area``)."""
 
     def __init__(self, m: Machine, name: str, count: int, order_per_bit: int) -> None:
         self._m = m
@@ -120,7 +120,7 @@ class Cma:
         return None if pfn is None else Page(self._m.mm, pfn)
 
     def __cma_alloc(self, count: int, align: int, gfp: int) -> int | None:
-        """MM CMA6."""
+        """``__cma_alloc`` (MM CMA6): try each range in turn; the first pfn, or None."""
         if isinstance(count, bool) or not isinstance(count, int):
             raise ValueError(f"cma_alloc: count {count!r} is not an int")
         if isinstance(align, bool) or not isinstance(align, int) or align < 0:
@@ -149,7 +149,8 @@ class Cma:
 
     def cma_range_alloc(self, cmr: CmaMemrange, count: int, align: int,
                         gfp: int) -> tuple[int, int | None]:
-        """MM CMA7: bitmap search from the bottom, then alloc_contig_range."""
+        """``cma_range_alloc`` (MM CMA7): bitmap search from the bottom, then
+        alloc_contig_range."""
         from .page_alloc_contig import ACR_FLAGS_CMA, alloc_contig_range
         opb = self.order_per_bit
         mask = 0 if align <= opb else (1 << (align - opb)) - 1
@@ -181,13 +182,13 @@ class Cma:
         return ret, None
 
     def cma_debug_show_areas(self) -> None:
-        """``cma_debug_show_areas``: the failure dump of MM CMA6.3, as 6.17/6.18 print it.
+        """``cma_debug_show_areas`` (MM CMA6.3): the failure dump, as 6.17/6.18 print it.
 
         Each range is a ``pr_info("range %d: ")`` line continued with one item per run
         of clear bits (``for_each_clear_bitrange``), the item prefixed with ``+`` when
-        its first bit is not 0, and closed by its own ``pr_info("\n")``, which makes a
-        ``cma: `` line after every range.  The total is a continuation after a finished
-        line, so it stands alone at the default level 4.
+        its first bit is not 0, and closed by its own ``pr_info("\\n")``, which makes a
+        line of just ``"cma: "`` after every range.  The total is a continuation after a
+        finished line, so it stands alone at the default level 4.
         """
         log = self._m.log
         log.printk(6, "cma: number of available pages: ")
@@ -200,7 +201,7 @@ class Cma:
 
     # --------------------------------------------------------------- release
     def cma_pages_valid(self, pfn: int, count: int) -> bool:
-        """MM CMA9."""
+        """``cma_pages_valid`` (MM CMA9): the pages lie wholly inside one range of the area."""
         if count > self.count:
             return False
         for cmr in self.ranges:
@@ -265,7 +266,8 @@ def _find_next_zero_area_off(bm: bytearray, size: int, start: int, nr: int, mask
 
 def cma_init_reserved_mem(m: Machine, base: int, size: int, order_per_bit: int,
                           name: str | None) -> Cma | int:
-    """MM CMA3: an area over an already reserved range, or ``-errno``."""
+    """``cma_init_reserved_mem`` (MM CMA3): an area over an already reserved range, or
+    ``-errno``."""
     if len(m.cma_areas) >= MAX_CMA_AREAS:
         m.log.printk(3, "cma: Not enough slots for CMA reserved regions!")
         return -errno.ENOSPC
@@ -286,7 +288,8 @@ def cma_init_reserved_mem(m: Machine, base: int, size: int, order_per_bit: int,
 def cma_declare_contiguous_nid(m: Machine, base: int, size: int, limit: int, alignment: int,
                                order_per_bit: int, fixed: bool,
                                name: str | None) -> Cma | int:
-    """MM CMA2: reserve memory for an area at boot; the area or ``-errno``."""
+    """``cma_declare_contiguous_nid`` (MM CMA2): reserve memory for an area at boot; the
+    area or ``-errno``."""
     if len(m.cma_areas) >= MAX_CMA_AREAS:
         m.log.printk(3, "cma: Not enough slots for CMA reserved regions!")
         ret: Cma | int = -errno.ENOSPC
@@ -346,7 +349,8 @@ def _declare(m: Machine, base: int, size: int, limit: int, alignment: int,
 
 
 def cma_activate_area(m: Machine, cma: Cma) -> None:
-    """MM CMA5: bitmaps, zone check, pageblocks retyped CMA and freed."""
+    """``cma_activate_area`` (MM CMA5): bitmaps, zone check, pageblocks retyped CMA and
+    freed."""
     mm = m.mm
     for cmr in cma.ranges:
         cmr.bitmap = bytearray(cma.cma_bitmap_maxno(cmr))

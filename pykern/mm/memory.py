@@ -2,7 +2,7 @@
 
 The buffer is an anonymous ``mmap``: writable, usable through the buffer
 protocol, and zero-filled lazily by the host kernel, so an untouched GiB costs
-nothing.  Banks sit back to back in address order (api.md ``m.ram``).
+nothing.  Banks sit back to back in address order; ``m.ram`` is the buffer.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Page migration (``mm/migrate.c`` and the contiguous-allocation scanner of
-``mm/compaction.c``), MM §9.
+``mm/compaction.c``), the MM M rules.
 
 Only tasks' anonymous LRU pages move: a migration allocates a destination,
 copies the 4096 bytes, re-points the owner's page table and frees the source.
@@ -44,7 +44,8 @@ def putback_movable_pages(m: Machine, pages: list[int]) -> None:
 
 def isolate_migratepages_range(m: Machine, start: int, end: int,
                                pages: list[int]) -> int:
-    """MM M2: add up to 32 movable in-use pages of [start, end) to ``pages``.
+    """``isolate_migratepages_range`` (MM M2): add up to 32 movable in-use pages of
+    [start, end) to ``pages``.
 
     Each taken page goes to the head of the list and counts in /proc/vmstat
     ``compact_isolated`` (``isolate_migratepages_block``).  Returns where the scan
@@ -90,7 +91,8 @@ def isolate_migratepages_range(m: Machine, start: int, end: int,
 
 
 def _move_mapping(m: Machine, src: int, dst: int) -> None:
-    """MM M5: contents, flags and the one mapping go from ``src`` to ``dst``."""
+    """``migrate_folio_move`` and ``remove_migration_ptes`` for one page (MM M5): contents,
+    flags and the one mapping go from ``src`` to ``dst``."""
     mm = m.mm
     mem = mm.mem_map
     base = mem.base_pfn

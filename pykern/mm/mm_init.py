@@ -24,7 +24,8 @@ def _unreserve_as_allocation(mm: PageAlloc, pfn: int, order: int) -> None:
 
 
 def init_cma_reserved_pageblock(mm: PageAlloc, pfn: int) -> None:
-    """MM CMA5.3: one reserved pageblock becomes a free CMA pageblock."""
+    """``init_cma_reserved_pageblock`` (MM CMA5.3): one reserved pageblock becomes a free
+    CMA pageblock."""
     _unreserve_as_allocation(mm, pfn, pageblock_order)
     mm.set_pageblock_migratetype(pfn, MIGRATE_CMA)
     mm.free_pages(pfn, pageblock_order)

@@ -62,12 +62,13 @@ def PHYS_PFN(phys: int) -> int:
 
 
 def migratetype_is_mergeable(mt: int) -> bool:
-    """MM C1.6: Unmovable, Movable and Reclaimable merge with each other."""
+    """``migratetype_is_mergeable`` (MM C1.6): Unmovable, Movable and Reclaimable merge
+    with each other."""
     return mt < MIGRATE_PCPTYPES
 
 
 def is_migrate_movable(mt: int) -> bool:
-    """MM C1.7."""
+    """``is_migrate_movable`` (MM C1.7): Movable and CMA."""
     return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
 
 

@@ -1,4 +1,4 @@
-"""The buddy allocator (``mm/page_alloc.c``), MM §4–§7.
+"""The buddy allocator (``mm/page_alloc.c``), the MM G, A, F and W rules.
 
 ``PageAlloc`` is ``m.mm``: it owns the memmap, the zones and the tunables of
 one boot.  Function names are the kernel's.  Kernel functions whose names start with
@@ -92,7 +92,7 @@ def format_gfp(gfp: int) -> str:
 
 
 def gfp_zone(gfp: int) -> int:
-    """MM G3: the highest zone index a request may use."""
+    """``gfp_zone`` (MM G3): the highest zone index a request may use."""
     bits = gfp & (_GFP_DMA | _GFP_HIGHMEM | _GFP_DMA32)
     if bits & (bits - 1):
         raise ValueError(f"gfp {gfp:#x}: more than one zone modifier (GFP_ZONE_BAD)")
@@ -106,7 +106,7 @@ def gfp_zone(gfp: int) -> int:
 
 
 def gfp_migratetype(gfp: int) -> int:
-    """MM G1 (without the grouping switch): 0, 1 or 2."""
+    """``gfp_migratetype`` (MM G1), without the grouping switch: 0, 1 or 2."""
     mt = (gfp & G.GFP_MOVABLE_MASK) >> G.GFP_MOVABLE_SHIFT
     if mt == 3:
         raise ValueError(f"gfp {gfp:#x}: __GFP_MOVABLE and __GFP_RECLAIMABLE together")
@@ -179,7 +179,8 @@ class PageAlloc:
 
     # ------------------------------------------------------- pageblock flags
     def get_pfnblock_migratetype(self, pfn: int) -> int:
-        """MM P4: Isolate when the isolate bit is set, else the stored type."""
+        """``get_pfnblock_migratetype`` (MM P4): Isolate when the isolate bit is set, else
+        the stored type."""
         bits = self.mem_map.pageblock_flags[(pfn - self.mem_map.base_pfn) >> pageblock_order]
         return MIGRATE_ISOLATE if bits & PB_migrate_isolate else bits & PB_migrate_mask
 
@@ -261,7 +262,7 @@ class PageAlloc:
             zone.nr_free_pages_blocks += -nr if new_mt == MIGRATE_ISOLATE else nr
 
     def expand(self, zone: Zone, pfn: int, low: int, high: int, mt: int) -> int:
-        """MM A6.1: give back the upper halves, each at the head of its list."""
+        """``expand`` (MM A6.1): give back the upper halves, each at the head of its list."""
         mm = self.mem_map
         flags, orders, freelist_mt, base = mm.flags, mm.order, mm.freelist_mt, mm.base_pfn
         free_list, nr_free = zone.free_list, zone.nr_free
@@ -300,7 +301,8 @@ class PageAlloc:
     # -------------------------------------------------------------- freeing
     def _free_one_page(self, pfn: int, zone: Zone, order: int, mt: int,
                         fpi: int) -> None:
-        """MM F4: account, merge with free buddies, link head or tail (F5)."""
+        """``__free_one_page`` (MM F4): account, merge with free buddies, link head or tail
+        (F5)."""
         mm = self.mem_map
         flags, orders, base = mm.flags, mm.order, mm.base_pfn
         start, end = zone.zone_start_pfn, zone.zone_start_pfn + zone.spanned_pages
@@ -354,14 +356,16 @@ class PageAlloc:
             zone.nr_free_pages_blocks += 1 << order
 
     def buddy_merge_likely(self, pfn: int, zone: Zone, order: int) -> bool:
-        """MM F5.2: tail when the block's order+1 neighbour is free at order+1."""
+        """``buddy_merge_likely`` (MM F5.2): tail when the block's order+1 neighbour is free
+        at order+1."""
         if order >= MAX_PAGE_ORDER - 1:
             return False
         higher = pfn & ~(1 << order)
         return self._buddy_at(zone, higher ^ (1 << (order + 1)), order + 1)
 
     def split_large_buddy(self, zone: Zone, pfn: int, order: int, fpi: int) -> None:
-        """MM F3: free a large block one pageblock at a time, each with its type."""
+        """``split_large_buddy`` (MM F3): free a large block one pageblock at a time, each
+        with its type."""
         if order <= pageblock_order:
             self._free_one_page(pfn, zone, order, self.get_pfnblock_migratetype(pfn), fpi)
             return
@@ -501,7 +505,8 @@ class PageAlloc:
         self.free_one_page(pfn, order, FPI_TO_TAIL)
 
     def release_free_range(self, start: int, end: int, clear: bool = False) -> None:
-        """MM Z4: hand [start, end) to the allocator in max-order chunks, to tail."""
+        """``__free_pages_memory`` (MM Z4): hand [start, end) to the allocator in max-order
+        chunks, to tail."""
         s = start
         while s < end:
             order = MAX_PAGE_ORDER if s == 0 else min(MAX_PAGE_ORDER,
@@ -517,7 +522,8 @@ class PageAlloc:
 
     # ---------------------------------------------------------- allocation
     def _rmqueue_smallest(self, zone: Zone, order: int, mt: int) -> int | None:
-        """MM A6: the head block of the smallest non-empty list(k >= order, mt)."""
+        """``__rmqueue_smallest`` (MM A6): the head block of the smallest non-empty
+        list(k >= order, mt)."""
         free_list = zone.free_list
         for k in range(order, NR_PAGE_ORDERS):
             fl = free_list[k][mt]
@@ -543,7 +549,7 @@ class PageAlloc:
         return None
 
     def _rmqueue_cma_fallback(self, zone: Zone, order: int) -> int | None:
-        """MM A7."""
+        """``__rmqueue_cma_fallback`` (MM A7): smallest-first on the CMA lists."""
         return self._rmqueue_smallest(zone, order, MIGRATE_CMA)
 
     def should_try_claim_block(self, order: int, start_mt: int) -> bool:
@@ -563,7 +569,8 @@ class PageAlloc:
         return -1
 
     def boost_watermark(self, zone: Zone) -> bool:
-        """MM A10."""
+        """``boost_watermark`` (MM A10): raise the zone's boost by a pageblock, up to the cap;
+        whether it was raised."""
         if not self.watermark_boost_factor:
             return False
         if pageblock_nr_pages * 4 > zone.managed_pages:
@@ -624,7 +631,8 @@ class PageAlloc:
 
     def try_to_claim_block(self, zone: Zone, pfn: int, current_order: int, order: int,
                            start_mt: int, block_mt: int, alloc_flags: int) -> int | None:
-        """MM A8.4–A8.5."""
+        """``try_to_claim_block`` (MM A8.4–A8.5): take a whole large block, or claim its
+        pageblock when enough of it is free or alike; the block, or None."""
         if current_order >= pageblock_order:
             self.del_page_from_free_list(pfn, zone, current_order, block_mt)
             self.change_pageblock_range(pfn, current_order, start_mt)
@@ -651,7 +659,7 @@ class PageAlloc:
 
     def _rmqueue_claim(self, zone: Zone, order: int, start_mt: int,
                         alloc_flags: int) -> int | None:
-        """MM A8: largest-first search for a block to claim."""
+        """``__rmqueue_claim`` (MM A8): largest-first search for a block to claim."""
         min_order = order
         if order < pageblock_order and alloc_flags & ALLOC_NOFRAGMENT:
             min_order = pageblock_order
@@ -669,7 +677,8 @@ class PageAlloc:
         return None
 
     def _rmqueue_steal(self, zone: Zone, order: int, start_mt: int) -> int | None:
-        """MM A9: smallest-first; the remainder stays with the fallback type."""
+        """``__rmqueue_steal`` (MM A9): smallest-first; the remainder stays with the fallback
+        type."""
         for current_order in range(order, NR_PAGE_ORDERS):
             fallback_mt = self.find_suitable_fallback(zone, current_order, start_mt, False)
             if fallback_mt == -1:
@@ -680,7 +689,7 @@ class PageAlloc:
         return None
 
     def _rmqueue(self, zone: Zone, order: int, mt: int, alloc_flags: int) -> int | None:
-        """MM A5."""
+        """``__rmqueue`` (MM A5): CMA balancing, own type, CMA, claim, steal, in that order."""
         if alloc_flags & ALLOC_CMA and zone.nr_free_cma > zone.nr_free_pages // 2:
             pfn = self._rmqueue_cma_fallback(zone, order)
             if pfn is not None:
@@ -700,7 +709,8 @@ class PageAlloc:
         return None
 
     def rmqueue(self, zone: Zone, order: int, alloc_flags: int, mt: int) -> int | None:
-        """MM A4: per-CPU path (one __rmqueue in the reference model), then buddy."""
+        """``rmqueue`` (MM A4): per-CPU path (one __rmqueue in the reference model), then
+        buddy."""
         pfn: int | None = None
         if order <= 3 or order == pageblock_order:
             pfn = self._rmqueue(zone, order, mt, alloc_flags)
@@ -719,7 +729,8 @@ class PageAlloc:
 
     def _zone_watermark_ok(self, z: Zone, order: int, mark: int, highest_zoneidx: int,
                             alloc_flags: int, free_pages: int) -> bool:
-        """MM W1.1–W1.5."""
+        """``__zone_watermark_ok`` (MM W1.1–W1.5): whether ``free_pages`` clear ``mark`` for
+        this request."""
         free_pages -= (1 << order) - 1
         if not alloc_flags & ALLOC_RESERVES:
             free_pages -= z.nr_free_highatomic
@@ -756,7 +767,7 @@ class PageAlloc:
 
     def zone_watermark_fast(self, z: Zone, order: int, mark: int, highest_zoneidx: int,
                             alloc_flags: int) -> bool:
-        """MM W1 with the W1.6 retry."""
+        """``zone_watermark_fast`` (MM W1), with the W1.6 retry."""
         if self._zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags,
                                     z.nr_free_pages):
             return True
@@ -768,7 +779,8 @@ class PageAlloc:
 
     def get_page_from_freelist(self, gfp: int, order: int, alloc_flags: int,
                                highest: int, mt: int) -> int | None:
-        """MM A2: the zonelist walk; NOFRAGMENT is dropped for a second walk."""
+        """``get_page_from_freelist`` (MM A2): the zonelist walk; NOFRAGMENT is dropped for a
+        second walk."""
         while True:
             for zone in self._zonelists[highest]:
                 if not alloc_flags & ALLOC_NO_WATERMARKS:
@@ -796,7 +808,8 @@ class PageAlloc:
             return None
 
     def prep_new_page(self, pfn: int, order: int, gfp: int) -> None:
-        """MM A12."""
+        """``prep_new_page`` (MM A12): refcount 1, zeroing per P8, compound head for
+        __GFP_COMP."""
         mm = self.mem_map
         i = pfn - mm.base_pfn
         mm.refcount[i] = 1
@@ -808,7 +821,7 @@ class PageAlloc:
             mm.order[i] = order
 
     def alloc_flags_nofragment(self, zone: Zone | None, gfp: int) -> int:
-        """MM G9 (both modelled arches configure ZONE_DMA32)."""
+        """``alloc_flags_nofragment`` (MM G9); both modelled arches configure ZONE_DMA32."""
         alloc_flags = gfp & _GFP_KSWAPD_RECLAIM
         if self.defrag_mode:
             return alloc_flags | ALLOC_NOFRAGMENT
@@ -817,7 +830,7 @@ class PageAlloc:
         return alloc_flags | ALLOC_NOFRAGMENT
 
     def gfp_to_alloc_flags(self, gfp: int, order: int, mt: int) -> int:
-        """MM G7: the slow path's flags."""
+        """``gfp_to_alloc_flags`` (MM G7): the slow path's flags."""
         alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
         alloc_flags |= gfp & (_GFP_HIGH | _GFP_KSWAPD_RECLAIM)
         if not gfp & _GFP_DIRECT_RECLAIM:
@@ -877,7 +890,8 @@ class PageAlloc:
 
     def _alloc_pages_slowpath(self, gfp: int, order: int, highest: int,
                                mt: int) -> int | None:
-        """MM A3: min watermark and reserves; no reclaim, so failure follows."""
+        """``__alloc_pages_slowpath`` (MM A3): min watermark and reserves; no reclaim, so
+        failure follows."""
         alloc_flags = self.gfp_to_alloc_flags(gfp, order, mt)
         pfn = self.get_page_from_freelist(gfp, order, alloc_flags & ~ALLOC_NO_WATERMARKS,
                                           highest, mt)
@@ -915,7 +929,8 @@ class PageAlloc:
 
     # ------------------------------------------------------------ highatomic
     def reserve_highatomic_pageblock(self, pfn: int, order: int, zone: Zone) -> None:
-        """MM A11.1."""
+        """``reserve_highatomic_pageblock`` (MM A11.1): make the block's pageblock a
+        HighAtomic reserve, up to about 1% of the zone."""
         if zone.managed_pages // 100 < pageblock_nr_pages:
             return
         max_managed = -(-(zone.managed_pages // 100) // pageblock_nr_pages) * \
@@ -934,7 +949,8 @@ class PageAlloc:
             zone.nr_reserved_highatomic += 1 << order
 
     def unreserve_highatomic_pageblock(self, highest: int, mt: int, force: bool) -> bool:
-        """MM A11.4: give one HighAtomic pageblock back to ``mt``."""
+        """``unreserve_highatomic_pageblock`` (MM A11.4): give one HighAtomic pageblock back to
+        ``mt``."""
         for zone in self._zonelists[highest]:
             if not force and zone.nr_reserved_highatomic <= pageblock_nr_pages:
                 continue
@@ -957,7 +973,8 @@ class PageAlloc:
 
     # ------------------------------------------------------------- zonelists
     def build_all_zonelists(self) -> None:
-        """MM G4: populated zones at or below each index, highest first."""
+        """``build_all_zonelists`` (MM G4): populated zones at or below each index, highest
+        first."""
         self._zonelists = [[z for z in reversed(self.zones[:h + 1]) if z.populated_zone()]
                            for h in range(MAX_NR_ZONES)]
 
@@ -966,13 +983,14 @@ class PageAlloc:
                    for z in self.zones[:highest + 1])
 
     def set_mobility_grouping(self) -> None:
-        """MM Z8."""
+        """``page_group_by_mobility_disabled`` as ``build_all_zonelists`` sets it (MM Z8)."""
         total = self.nr_free_zone_pages(gfp_zone(G.GFP_HIGHUSER_MOVABLE))
         self.page_group_by_mobility_disabled = total < pageblock_nr_pages * MIGRATE_TYPES
 
     # ------------------------------------------------------------ watermarks
     def calculate_min_free_kbytes(self) -> None:
-        """MM Z6.1."""
+        """``calculate_min_free_kbytes`` (MM Z6.1): sqrt(16 * lowmem KiB), clamped, unless the
+        user set a larger value."""
         lowmem_kbytes = self.nr_free_zone_pages(gfp_zone(G.GFP_USER)) * 4
         new = isqrt(lowmem_kbytes * 16)
         if new > self.user_min_free_kbytes:
@@ -982,7 +1000,7 @@ class PageAlloc:
                           f"value {self.user_min_free_kbytes} is preferred")
 
     def setup_per_zone_wmarks(self) -> None:
-        """MM Z6.2–Z6.4, then totalreserve_pages."""
+        """``setup_per_zone_wmarks`` (MM Z6.2–Z6.4), then totalreserve_pages."""
         pages_min = self.min_free_kbytes >> 2
         lowmem = sum(z.managed_pages for z in self.zones if z.idx != ZONE_MOVABLE)
         for z in self.zones:
@@ -999,7 +1017,7 @@ class PageAlloc:
         self.calculate_totalreserve_pages()
 
     def setup_per_zone_lowmem_reserve(self) -> None:
-        """MM Z7."""
+        """``setup_per_zone_lowmem_reserve`` (MM Z7), then totalreserve_pages."""
         for i in range(MAX_NR_ZONES - 1):
             zone = self.zones[i]
             ratio = self.lowmem_reserve_ratio[i]
@@ -1041,7 +1059,8 @@ class PageAlloc:
         return list(self.zone_by_name(zone).free_list[order][migratetype_names.index(mt)])
 
     def pageblock_type(self, pfn: int) -> str:
-        """MM P4: display name of the type of the pageblock holding ``pfn``."""
+        """Display name of the type of the pageblock holding ``pfn`` (MM P4), as
+        ``migratetype_names`` spells it."""
         self.check_pfn(pfn)
         return migratetype_names[self.get_pfnblock_migratetype(pfn)]
 
@@ -1059,7 +1078,7 @@ class PageAlloc:
                         yield zone, order, mt, pfn
 
     def check_invariants(self) -> None:
-        """MM V1 over the free lists (test helper: walks every free block).
+        """Check rule MM V1 over the free lists (test helper: walks every free block).
 
         :raises AssertionError: naming the first broken invariant.
         """

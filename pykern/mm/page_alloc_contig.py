@@ -1,4 +1,4 @@
-"""``alloc_contig_range`` and ``free_contig_range`` (``mm/page_alloc.c``), MM §10.
+"""``alloc_contig_range`` and ``free_contig_range`` (``mm/page_alloc.c``), the MM R rules.
 
 Kept in a module of their own because they drive isolation and migration on
 top of the buddy allocator rather than being part of it.
@@ -54,7 +54,8 @@ def alloc_contig_verify_gfp_mask(gfp: int) -> int | None:
 
 
 def alloc_contig_migrate_range(m: Machine, start: int, end: int, gfp: int) -> int:
-    """MM R3 (``__alloc_contig_migrate_range``)."""
+    """``__alloc_contig_migrate_range`` (MM R3): migrate the in-use pages out of
+    [start, end); 0, -EBUSY after 5 rounds on the same list, or -ENOMEM."""
     pages: list[int] = []
     pfn, tries, ret = start, 0, 0
     while pfn < end or pages:
@@ -79,7 +80,7 @@ def alloc_contig_migrate_range(m: Machine, start: int, end: int, gfp: int) -> in
 
 def isolate_freepages_range(m: Machine, start: int, end: int,
                             freelist: list[tuple[int, int]] | None = None) -> int:
-    """MM R6 (``isolate_freepages_range`` in strict mode): take every free block of
+    """``isolate_freepages_range`` in strict mode (MM R6): take every free block of
     [start, end) off its list; the pfn after the last one, or 0 on a gap.
 
     The walk goes pageblock by pageblock as ``isolate_freepages_block`` does; each block
@@ -145,7 +146,7 @@ def post_alloc_hook(m: Machine, pfn: int, nr: int, gfp: int) -> None:
 
 
 def _hand_out(m: Machine, start: int, end: int, gfp: int) -> None:
-    """MM R7 (``split_free_pages``): the post-allocation hook on every grabbed page with
+    """``split_free_pages`` (MM R7): the post-allocation hook on every grabbed page with
     the caller's gfp (so init_on_alloc=1 clears them, as it clears any allocation), then
     order-0 pages with one reference each, in pfn order."""
     mem = m.mm.mem_map
@@ -221,7 +222,8 @@ def _alloc_isolated(m: Machine, start: int, end: int, mode: int, gfp: int,
 
 
 def free_contig_range_pages(m: Machine, pfn: int, nr_pages: int) -> None:
-    """MM R10 as the kernel writes it: one reference dropped from each page, ascending.
+    """``free_contig_range`` as the kernel writes it (MM R10): one reference dropped from
+    each page, ascending.
 
     The reference twin of :func:`free_contig_range`'s batched path (a test compares them).
     """
@@ -239,7 +241,7 @@ _FREE_MASK = bytes(b & (PG_valid | PG_reserved | PG_buddy) for b in range(256))
 
 
 def free_contig_range(m: Machine, pfn: int, nr_pages: int) -> None:
-    """MM R10: one reference dropped from each page, ascending.
+    """``free_contig_range`` (MM R10): one reference dropped from each page, ascending.
 
     When every page is a plain order-0 allocation holding its last reference (what
     alloc_contig_range hands out), freeing page by page ends in the same free lists as

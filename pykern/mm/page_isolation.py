@@ -1,4 +1,4 @@
-"""Pageblock isolation (``mm/page_isolation.c``), MM §8.
+"""Pageblock isolation (``mm/page_isolation.c``), the MM I rules.
 
 Isolation toggles the pageblock's isolate bit and moves its free blocks to
 the Isolate lists, where the allocator never looks (MM I6).  Modes are the
@@ -50,7 +50,8 @@ def _first_valid_page(mm: PageAlloc, pfn: int, nr: int) -> int | None:
 
 
 def find_large_buddy(mm: PageAlloc, start_pfn: int) -> int:
-    """MM R5 / I5.1: head of a free block that covers ``start_pfn``, else itself."""
+    """``find_large_buddy`` (MM R5 / I5.1): head of a free block that covers
+    ``start_pfn``, else itself."""
     mem = mm.mem_map
     flags, orders, base = mem.flags, mem.order, mem.base_pfn
     order, pfn = 0, start_pfn
@@ -65,7 +66,8 @@ def find_large_buddy(mm: PageAlloc, start_pfn: int) -> int:
 
 
 def has_unmovable_pages(mm: PageAlloc, start: int, end: int, mode: int) -> int | None:
-    """MM I3: the first unmovable pfn of [start, end) (one pageblock), or None."""
+    """``has_unmovable_pages`` (MM I3): the first unmovable pfn of [start, end) (one
+    pageblock), or None."""
     mem = mm.mem_map
     flags, refcount, orders, base = mem.flags, mem.refcount, mem.order, mem.base_pfn
     if mm.get_pfnblock_migratetype(start) == MIGRATE_CMA:
@@ -96,7 +98,8 @@ def has_unmovable_pages(mm: PageAlloc, start: int, end: int, mode: int) -> int |
 
 
 def move_freepages_block_isolate(mm: PageAlloc, pfn: int, isolate: bool) -> bool:
-    """MM I5 (``__move_freepages_block_isolate``)."""
+    """``__move_freepages_block_isolate`` (MM I5): move the pageblock's free pages to
+    the Isolate lists (``isolate``) or back; whether it could."""
     zone = mm.page_zone(pfn)
     isolated = mm.get_pfnblock_migratetype(pfn) == MIGRATE_ISOLATE
     if isolate == isolated:
@@ -142,7 +145,8 @@ def set_migratetype_isolate(mm: PageAlloc, pfn: int, mode: int, start: int, end:
 
 
 def unset_migratetype_isolate(mm: PageAlloc, pfn: int) -> None:
-    """MM I7."""
+    """``unset_migratetype_isolate`` (MM I7): give the pageblock its type back, its free
+    pages with it."""
     if mm.get_pfnblock_migratetype(pfn) != MIGRATE_ISOLATE:
         return
     zone = mm.page_zone(pfn)
@@ -168,7 +172,8 @@ def unset_migratetype_isolate(mm: PageAlloc, pfn: int) -> None:
 
 def isolate_single_pageblock(mm: PageAlloc, boundary: int, mode: int, before: bool,
                              skip_isolation: bool) -> int:
-    """MM I4: isolate one edge block and refuse a compound page across its edge."""
+    """``isolate_single_pageblock`` (MM I4): isolate one edge block and refuse a compound
+    page across its edge."""
     block = boundary - pageblock_nr_pages if before else boundary
     zone = mm.page_zone(block)
     start = max(block & ~(MAX_ORDER_NR_PAGES - 1), zone.zone_start_pfn)
@@ -203,7 +208,8 @@ def isolate_single_pageblock(mm: PageAlloc, boundary: int, mode: int, before: bo
 
 
 def start_isolate_page_range(mm: PageAlloc, start: int, end: int, mode: int) -> int:
-    """MM I1: isolate every pageblock touched by [start, end); 0 or -EBUSY."""
+    """``start_isolate_page_range`` (MM I1): isolate every pageblock touched by
+    [start, end); 0 or -EBUSY."""
     istart = _pageblock_start(start)
     iend = -(-end // pageblock_nr_pages) * pageblock_nr_pages
     ret = isolate_single_pageblock(mm, istart, mode, False, False)
@@ -224,7 +230,8 @@ def start_isolate_page_range(mm: PageAlloc, start: int, end: int, mode: int) -> 
 
 
 def undo_isolate_page_range(mm: PageAlloc, start: int, end: int) -> None:
-    """MM I8."""
+    """``undo_isolate_page_range`` (MM I8): unisolate each isolated pageblock of
+    [start, end)."""
     istart = _pageblock_start(start)
     iend = -(-end // pageblock_nr_pages) * pageblock_nr_pages
     for pfn in range(istart, iend, pageblock_nr_pages):
@@ -234,7 +241,8 @@ def undo_isolate_page_range(mm: PageAlloc, start: int, end: int) -> None:
 
 
 def test_pages_isolated(mm: PageAlloc, start: int, end: int, mode: int) -> int:
-    """MM I9: 0 when every page of [start, end) is free in isolated blocks.
+    """``test_pages_isolated`` (MM I9): 0 when every page of [start, end) is free in
+    isolated blocks.
 
     The block check steps from ``start`` itself, as the kernel's loop does.
     """

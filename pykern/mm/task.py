@@ -2,7 +2,7 @@
 
 A task maps anonymous pages (``GFP_HIGHUSER_MOVABLE``, zeroed, on the LRU),
 reads and writes them through its page table, and pins them the way
-``pin_user_pages`` does (api.md "Tasks", MM M7, M8).  Page tables are one
+``pin_user_pages`` does (MM M7, M8).  Page tables are one
 ``array('q')`` of pfns per mapping.
 """
 
@@ -152,7 +152,8 @@ class Task:
         return out
 
     def _longterm_pinnable(self, pfn: int) -> bool:
-        """MM M7.1."""
+        """``folio_is_longterm_pinnable`` (MM M7.1): not in a CMA or isolated pageblock, nor
+        in ZONE_MOVABLE."""
         mm = self._m.mm
         mt = mm.get_pfnblock_migratetype(pfn)
         return not (mt in (MIGRATE_CMA, MIGRATE_ISOLATE) or mm.page_zone(pfn).idx

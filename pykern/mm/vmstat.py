@@ -1,7 +1,7 @@
 """/proc/buddyinfo, /proc/pagetypeinfo, /proc/zoneinfo, /proc/vmstat (``mm/vmstat.c``).
 
 Byte-exact renderings of MM T1, T2, T3 and T5 for the single node 0.  The
-line sets follow the captured 6.18.15 kernels of ``shared/real-kernel/``
+line sets follow the captured 6.18.15 kernels of ``tests/data/real-kernel/``
 without what the modelled configuration lacks (MM Z1, T3): no ``Device`` zone,
 four protection values, no ``nr_unaccepted`` in zoneinfo.
 """

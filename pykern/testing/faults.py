@@ -32,7 +32,7 @@ preserves (free pages per zone, CMA bitmaps, the kexec slots, every task's data 
 count, reference/map/pin totals, no pageblock left isolated) and MM V1.
 
 A run whose injected failure the operation absorbs (a CMA attempt that falls back to the
-walk, say) succeeds; it is recorded and checked against MM V1 and kexec.md §19 only.
+walk, say) succeeds; it is recorded and checked against MM V1 and the K19 invariants only.
 
 The sweep configures each fork's ``fail_page_alloc`` so that every allocation is a fault
 point (``min-order`` 0, ``ignore-gfp-wait`` N, ``ignore-gfp-highmem`` N) unless

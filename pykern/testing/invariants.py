@@ -1,4 +1,4 @@
-"""The kexec.md §19 invariants as plain functions, for tests, the state machine and the fuzz
+"""The K19 invariants as plain functions, for tests, the state machine and the fuzz
 campaign.  Each raises :class:`InvariantViolation` naming the rule it found broken."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ PAGE = 4096
 
 
 class InvariantViolation(AssertionError):
-    """A §19 invariant does not hold; ``rule`` is its ID."""
+    """A K19 invariant does not hold; ``rule`` is its ID."""
 
     def __init__(self, rule: str, what: str) -> None:
         super().__init__(f"{rule}: {what}")
@@ -29,7 +29,7 @@ def _require(ok: bool, rule: str, what: str) -> None:
 
 
 def check_kimage(m: Machine, im: KImage) -> None:
-    """K19.1–K19.6 for one loaded image (normal or crash)."""
+    """Check the K19.1–K19.6 invariants on one loaded image (normal or crash)."""
     segs = im.segments
     _require(1 <= len(segs) <= 16, "K19.1", f"{len(segs)} segments")
     for i, s in enumerate(segs):
@@ -82,8 +82,8 @@ def check_kimage(m: Machine, im: KImage) -> None:
 
 
 def kimage_held_pages(im: KImage, text_offset: int = 0) -> int:
-    """K19.7: the pages an image holds (buddy pages plus CMA blocks).  ``text_offset`` is the
-    arm64 kernel's, whose CMA block is that much larger than the segment (K14.1)."""
+    """The pages an image holds, buddy pages plus CMA blocks (K19.7).  ``text_offset`` is
+    the arm64 kernel's, whose CMA block is that much larger than the segment (K14.1)."""
     ent = im.entries()
     held = sum(1 for k, _ in ent if k in ("SOURCE", "INDIRECTION"))
     held += len(im.dest_pages) + len(im.unusable_pages)

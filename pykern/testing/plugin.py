@@ -1,4 +1,4 @@
-"""The pykern pytest plugin (api.md "Testing and benchmarking").
+"""The pykern pytest plugin (the testing guide).
 
 Registered through the ``pytest11`` entry point, so installing pykern is enough::
 

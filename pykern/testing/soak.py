@@ -6,7 +6,7 @@ sequence ``i`` of seed ``S`` boots a machine drawn like a fuzz case's layout
 frees, tasks mapping, pinning and exiting, CMA allocations and releases, kexec loads with and
 without ``KEXEC_FILE_NO_CMA``, crash loads, unloads, reboots, panics), each drawn with its
 arguments from ``random.Random(f"soak:{S}:{i}")`` alone.  After every rule all the
-invariants run: the state machine's three (kexec.md §19 on each loaded image, the page
+invariants run: the state machine's three (the K19 invariants on each loaded image, the page
 accounting, task data across migration) and the allocator's MM V1
 (``m.mm.check_invariants``).  The machine has every quirk fixed (the state machine's
 ``fixes = "all"``), so the page accounting is exact: any page a failed call keeps is a
@@ -49,7 +49,7 @@ __all__ = ["SoakConfig", "run_sequence", "soak", "main", "build_parser", "RULES"
 
 KiB, MiB = 1 << 10, 1 << 20
 PAGE = 4096
-# kexec uapi values (kexec.md K0.4)
+# kexec uapi values (rule K0.4)
 _UNLOAD, _ON_CRASH, _DEBUG, _NO_CMA = 0x1, 0x2, 0x8, 0x10
 _FAIL = "/sys/kernel/debug/fail_page_alloc/"
 

@@ -2,7 +2,7 @@
 
 Rules allocate and free pages, map, pin and exit tasks, take and give back CMA blocks, load
 and unload kexec images with and without ``KEXEC_FILE_NO_CMA``, reboot and panic.  After
-every step the invariants check the loaded images (kexec.md §19), the page accounting (every
+every step the invariants check the loaded images (the K19 invariants), the page accounting (every
 free page is either free or held by someone the machine knows about), task data and the CMA
 bitmap.  Subclass it to add rules or invariants, or to change the class attributes::
 
@@ -222,8 +222,9 @@ class KexecStateMachine(RuleBasedStateMachine):
             self._power_cycle()
 
     def _power_cycle(self) -> None:
-        """K16.13/K17.4: a halted machine answers only phys_read/phys_write; then it is
-        switched off and on again (a new generation-0 machine with the same layout)."""
+        """Power-cycle a halted machine (K16.13/K17.4): it answers only phys_read/phys_write;
+        then it is switched off and on again (a new generation-0 machine with the same
+        layout)."""
         assert self.m.halted
         try:
             self.m.kexec_file_load(b"", None, "", KEXEC_FILE_UNLOAD)

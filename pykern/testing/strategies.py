@@ -1,4 +1,4 @@
-"""hypothesis strategies for pykern machines and kexec loads (api.md, "Testing").
+"""hypothesis strategies for pykern machines and kexec loads (the testing guide).
 
 ``layouts()`` draws keyword arguments for :class:`pykern.Machine`; ``kexec_loads()`` draws
 the arguments of ``m.kexec_file_load``.  Both produce valid inputs (a machine that boots, an
@@ -66,14 +66,14 @@ def layouts(*, arch: str | Sequence[str] | None = None, min_ram: int | str = "64
 
     ``min_ram``/``max_ram`` bound the total RAM (multiples of 2 MiB); ``max_banks`` the number
     of banks; ``max_hole`` each gap between banks; ``max_reserved`` the number of extra
-    reservations (each replaces the default ones, api.md ``reserved``).
+    reservations (each replaces the default ones, as ``Machine(reserved=...)`` does).
 
     ``devices=True`` adds ``devices``, a list of new device objects for ``Machine(devices=)``:
     on arm64 maybe a :class:`~pykern.drivers.gic.GICv3` (honouring shutdown or not, with a
     drawn MSI rate and number of vPEs), and on either arch up to two
     :class:`~pykern.drivers.dma.DmaDevice` (``dma0``, ``dma1``: PCI or platform bus,
     honouring shutdown or not, a drawn write rate).  A device is hardware attached to one
-    machine (GIC §2), so each drawn dict boots one machine; draw again for another.  The list
+    machine (GIC-M1), so each drawn dict boots one machine; draw again for another.  The list
     shrinks toward no devices.
     """
     arches = _arches(arch)

@@ -1,9 +1,9 @@
-"""The arm64 device trees: the boot DTB of the emulated machine (arch.md S5)
-and the one kexec_file builds for the next kernel (arch.md A29–A36, the
+"""The arm64 device trees: the boot DTB of the emulated machine (rule ARCH S5)
+and the one kexec_file builds for the next kernel (rules ARCH A29–A36, the
 kernel's ``of_kexec_alloc_and_setup_fdt`` followed by ``fdt_pack``).
 
 Every failure is an :class:`~pykern.lib.fdt.FdtError`; the Image loader maps
-it to EINVAL (arch.md A18).
+it to EINVAL (rule ARCH A18).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def boot_dtb(banks: Sequence[tuple[int, int]], cmdline: str,
              extra_nodes: Iterable[ExtraNode] = (), *,
              reservations: Iterable[tuple[int, int]] = (),
              model: str = DEFAULT_MODEL, boot_cpuid_phys: int = 0) -> bytes:
-    """The DTB the emulated arm64 machine boots with (arch.md S5, [model]).
+    """The DTB the emulated arm64 machine boots with (rule ARCH S5, [model]).
 
     Layout, in structure order: the root (``#address-cells = <2>``,
     ``#size-cells = <2>``, ``compatible = "linux,dummy-virt"``, ``model``),
@@ -136,7 +136,7 @@ def create_dtb(boot_dtb: bytes, *, cmdline: str | None,
                usable_ranges: Iterable[tuple[int, int]] = (),
                rng_seed: bytes | None,
                boot_dtb_addr: int | None = None) -> bytes:
-    """The packed DTB for the next kernel (arch.md A29–A36, in that order).
+    """The packed DTB for the next kernel (rules ARCH A29–A36, in that order).
 
     :param boot_dtb: the DTB the running kernel booted with.
     :param cmdline: the new command line (without its NUL; text after an

@@ -1,4 +1,4 @@
-"""The arm64 ``Image`` loader (``arch/arm64/kernel/kexec_image.c``), arch.md A.1–A.4."""
+"""The arm64 ``Image`` loader (``arch/arm64/kernel/kexec_image.c``), ARCH A1–A22."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ _GRANULES = {1: "granule_4k", 2: "granule_16k", 3: "granule_64k"}
 
 
 def image_probe(kernel: bytes) -> int:
-    """ARCH A4–A6: 0 or -EINVAL."""
+    """``image_probe`` (ARCH A4–A6): 0 or -EINVAL."""
     if len(kernel) < 64 or kernel[0x38:0x3C] != ARM64_IMAGE_MAGIC:
         return -errno.EINVAL
     return 0
 
 
 def _check_cpu_features(m: Machine, flags: int) -> None:
-    """ARCH A8, A9."""
+    """The CPU feature checks of ``image_load`` (ARCH A8, A9): endianness and page size."""
     features = m.arm64_cpu_features
     big_endian = flags & 1
     if big_endian and "mixed_endian" not in features:
@@ -41,7 +41,8 @@ def _check_cpu_features(m: Machine, flags: int) -> None:
 
 def image_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
                cmdline: bytes) -> None:
-    """ARCH A7–A19: the kernel segment, then initrd and dtb, retrying higher."""
+    """``image_load`` (ARCH A7–A19): the kernel segment, then initrd and dtb, retrying
+    higher."""
     text_offset, image_size, flags = struct.unpack_from("<QQQ", kernel, 8)
     if not image_size:
         raise KexecError(errno.EINVAL, "Image header has image_size 0")

@@ -1,4 +1,4 @@
-"""arm64 machine hooks for kexec (``arch/arm64/kernel/machine_kexec.c``), arch.md A.7."""
+"""arm64 machine hooks for kexec (``arch/arm64/kernel/machine_kexec.c``), ARCH A37–A43."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ class Arm64Kexec:
         image_load(m, image, kernel, initrd, cmdline)
 
     def walk_ranges(self, m: Machine, image: KImage, top_down: bool) -> list[tuple[int, int]]:
-        """K6.2 arm64: the crash region, or the free memblock ranges (inclusive ends)."""
+        """``kexec_walk_memblock`` (K6.2, arm64): the crash region, or the free memblock ranges
+        (inclusive ends)."""
         if image.image_type == KEXEC_TYPE_CRASH:
             if m.crashk_res is None:
                 return [(0, 0)]
@@ -60,13 +61,14 @@ class Arm64Kexec:
         return ranges[::-1] if top_down else ranges
 
     def machine_kexec_prepare(self, m: Machine, image: KImage) -> None:
-        """K1.9: nothing to prepare (no CPU is stuck in pykern)."""
+        """``machine_kexec_prepare`` (K1.9): nothing to prepare (no CPU is stuck in pykern)."""
 
     def calculate_store_digests(self, m: Machine, image: KImage) -> None:
-        """K13.5: arm64 has no purgatory."""
+        """``kexec_calculate_store_digests`` (K13.5): nothing, arm64 has no purgatory."""
 
     def post_load(self, m: Machine, image: KImage) -> None:
-        """K16.6 / ARCH A38: page tables for the relocation code unless DONE-only."""
+        """``machine_kexec_post_load`` (K16.6 / ARCH A38): page tables for the relocation code
+        unless DONE-only."""
         if image.head & IND_DONE:
             image.arch["relocation"] = False
             return

@@ -1,4 +1,4 @@
-"""arm64 kexec_file helpers (``arch/arm64/kernel/machine_kexec_file.c``), arch.md A13–A22,
+"""arm64 kexec_file helpers (``arch/arm64/kernel/machine_kexec_file.c``), ARCH A13–A22,
 A29–A36."""
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def _ram_ranges_without_crash(m: Machine) -> list[tuple[int, int]]:
 
 
 def elf_headers_size(m: Machine, ranges: list[tuple[int, int]]) -> int:
-    """ARCH A22: ELF64 header + one program header per CPU, vmcoreinfo, range, kernel."""
+    """The size ``crash_prepare_elf64_headers`` gives the ELF core header (ARCH A22): ELF64
+    header + one program header per CPU, vmcoreinfo, range, kernel."""
     nr_phdr = m.cpus + 1 + len(ranges) + 1
     return (64 + 56 * nr_phdr + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
@@ -80,7 +81,8 @@ def _kexec_dtb(m: Machine, image: KImage, initrd: tuple[int, int] | None,
 
 def load_other_segments(m: Machine, image: KImage, kernel_load_addr: int, kernel_size: int,
                         initrd: bytes | None, cmdline: bytes) -> None:
-    """ARCH A13–A18: [elfcorehdr], [initrd], dtb, all above the kernel.
+    """``load_other_segments`` (ARCH A13–A18): [elfcorehdr], [initrd], dtb, all above the
+    kernel.
 
     On failure every segment added here is dropped again (A19) and KexecError
     propagates to the retry loop.

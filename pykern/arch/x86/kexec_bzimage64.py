@@ -1,4 +1,4 @@
-"""The x86_64 bzImage loader (``arch/x86/kernel/kexec-bzimage64.c``), arch.md Part X."""
+"""The x86_64 bzImage loader (``arch/x86/kernel/kexec-bzimage64.c``), the ARCH X rules."""
 
 from __future__ import annotations
 
@@ -110,7 +110,8 @@ def crash_load_segments(m: Machine, image: KImage) -> None:
 
 
 def _e820_entries(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
-    """ARCH X25/X32: the table handed to the next kernel."""
+    """The e820 table handed to the next kernel, as ``setup_e820_entries`` (or
+    ``crash_setup_memmap_entries``) builds it (ARCH X25/X32)."""
     if image.image_type != KEXEC_TYPE_CRASH:
         return [(b, s, 1) for b, s in m.banks][:E820_MAX_ENTRIES_ZEROPAGE]
     from ...mm.memblock import subtract
@@ -126,7 +127,8 @@ def _e820_entries(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
 
 def setup_boot_parameters(m: Machine, image: KImage, params: bytearray,
                           params_load_addr: int, rng_offset: int) -> None:
-    """ARCH X24–X26."""
+    """``setup_boot_parameters`` (ARCH X24–X26): loader fields, the e820 table and the
+    setup_data records."""
     params[0x210] = 0xD0                       # type_of_loader
     params[0x211] = 0                          # loadflags
     struct.pack_into("<I", params, 0x23C, 0)   # hardware_subarch of a PC
@@ -152,7 +154,8 @@ def setup_boot_parameters(m: Machine, image: KImage, params: bytearray,
 
 def setup_cmdline(m: Machine, image: KImage, params: bytearray, params_load_addr: int,
                   cmdline: bytes) -> None:
-    """ARCH X22."""
+    """``setup_cmdline`` (ARCH X22): the command line 4096 bytes into the parameters, with
+    an elfcorehdr= prefix for crash images."""
     prefix = b""
     if image.image_type == KEXEC_TYPE_CRASH:
         prefix = f"elfcorehdr={image.arch['elfcorehdr'][0]:#x} ".encode()
@@ -169,7 +172,7 @@ def setup_cmdline(m: Machine, image: KImage, params: bytearray, params_load_addr
 
 def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
                    cmdline: bytes) -> None:
-    """ARCH X11–X27."""
+    """``bzImage64_load`` (ARCH X11–X27): the whole x86_64 bzImage load."""
     setup_sects = kernel[0x1F1] or 4
     kern16_size = (setup_sects + 1) * 512
     if len(kernel) < kern16_size:

@@ -48,7 +48,8 @@ class X86Kexec:
         bzImage64_load(m, image, kernel, initrd, cmdline)
 
     def walk_ranges(self, m: Machine, image: KImage, top_down: bool) -> list[tuple[int, int]]:
-        """K6.2 x86_64: the crash resource, or each System RAM resource."""
+        """``kexec_walk_resources`` (K6.2, x86_64): the crash resource, or each System RAM
+        resource."""
         if image.image_type == KEXEC_TYPE_CRASH:
             if m.crashk_res is None:
                 return []
@@ -57,7 +58,8 @@ class X86Kexec:
         return ranges[::-1] if top_down else ranges
 
     def machine_kexec_prepare(self, m: Machine, image: KImage) -> None:
-        """K1.9: the identity-mapped page tables, in control pages."""
+        """``machine_kexec_prepare`` (K1.9): the identity-mapped page tables, in control
+        pages."""
         tables = []
         for _ in range(init_pgtable_pages(m)):
             page = kimage_alloc_control_pages(m, image, 0)

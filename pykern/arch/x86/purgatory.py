@@ -1,4 +1,4 @@
-"""pykern's x86_64 purgatory object (arch.md X16, M4), kexec.md K13.
+"""pykern's x86_64 purgatory object (ARCH X16, M4), rule K13.
 
 Laid out to the sizes of the real 6.18 purgatory: ``bufsz`` 0x4000 (the loaded
 sections, a 4 KiB stack among them), ``memsz`` 0x5000, alignment 0x1000.  Its
@@ -60,7 +60,8 @@ class Purgatory:
 
 
 def purgatory_verify(m: Machine, purgatory_mem: int) -> bool:
-    """ARCH X41 / K13.3: SHA-256 of the regions in RAM against the stored digest.
+    """``verify_sha256_digest`` (ARCH X41 / K13.3): SHA-256 of the regions in RAM against
+    the stored digest.
 
     Reads the table and digest from the purgatory as it lies in RAM.
     """

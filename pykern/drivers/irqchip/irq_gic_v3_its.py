@@ -1,5 +1,5 @@
 """The Linux side of the GIC: what ``drivers/irqchip/irq-gic-v3-its.c`` (and the LPI part of
-``irq-gic-v3.c``) do against the hardware model, once per generation (gic.md §5, §7, §10).
+``irq-gic-v3.c``) do against the hardware model, once per generation (the GIC-B, K and N rules).
 
 One function per kernel function it models; the hardware is :class:`pykern.drivers.gic.GICv3`.
 """
@@ -75,7 +75,8 @@ def its_send(m: Machine, gic: GICv3, *dwords: int) -> None:
 
 
 def its_probe_one(m: Machine, gic: GICv3) -> bool:
-    """GIC-B2/N3: quiesce, allocate the ITS tables, program CBASER/BASERs, enable."""
+    """``its_probe_one`` (GIC-B2/N3): quiesce, allocate the ITS tables, program
+    CBASER/BASERs, enable."""
     gic.mmio_write(ITS_BASE + GITS_CTLR, 0)
     cmdq = _alloc_table(m, gic, "cmdq", ORDER_64K, None)
     dev_l1 = _alloc_table(m, gic, "device-l1", ORDER_64K, None)
@@ -339,7 +340,8 @@ def gic_reserve_range(m: Machine, gic: GICv3, base: int, size: int) -> None:
 
 
 def _map_sources(m: Machine, gic: GICv3, prop: int, lpi_bits: int) -> None:
-    """GIC-B3/B5: INTIDs, level-2 device pages, ITTs, MAPD and one MAPTI per vector."""
+    """``its_create_device`` and ``its_irq_domain_alloc`` for each source (GIC-B3/B5):
+    INTIDs, level-2 device pages, ITTs, MAPD and one MAPTI per vector."""
     next_intid = LPI_BASE
     dev_l1 = gic.its_state["dev_l1"]
     gic.vector_cpu = {}
@@ -371,8 +373,8 @@ def _map_sources(m: Machine, gic: GICv3, prop: int, lpi_bits: int) -> None:
 
 
 def _setup_vpes(m: Machine, gic: GICv3) -> None:
-    """GIC-B7: one guest with ``vpes`` vPEs, each made resident on CPU k mod cpus through
-    that RD's VPROPBASER/VPENDBASER.
+    """``its_vpe_init`` and ``its_vpe_schedule`` for one guest (GIC-B7): ``vpes`` vPEs,
+    each made resident on CPU k mod cpus through that RD's VPROPBASER/VPENDBASER.
 
     [model] The hardware's list of vPEs starts again with this guest; a vPE of an earlier
     generation whose write-back is still outstanding keeps it (GIC-N7).
@@ -397,8 +399,8 @@ def _setup_vpes(m: Machine, gic: GICv3) -> None:
 
 
 def gic_probe(m: Machine, gic: GICv3) -> None:
-    """GIC-B1..B8 (and N1..N7 in a later generation): the whole probe, in the order of
-    gic_init_bases(): its_init() (ITS probe, allocate_lpi_tables()), then for each CPU in
+    """``gic_init_bases`` (GIC-B1..B8, and N1..N7 in a later generation): the whole probe,
+    in its order: its_init() (ITS probe, allocate_lpi_tables()), then for each CPU in
     turn, as the boot CPU and then each secondary comes up, its_cpu_init() followed by the
     memreserve step where its_lpi_memreserve_init() registered it; then the sources' drivers
     and the guest."""
@@ -425,7 +427,8 @@ def _lpi_disable(m: Machine, gic: GICv3, intid: int) -> None:
 
 
 def its_mask_sources(m: Machine, gic: GICv3) -> None:
-    """GIC-W4: shutdown masks every source vector in the property table (CPU writes)."""
+    """``its_mask_irq`` on every source vector at shutdown (GIC-W4): enable bits cleared in
+    the property table (CPU writes)."""
     for src in gic.sources:
         if src.intid_base:
             for ev in range(src.nvec):
@@ -433,8 +436,9 @@ def its_mask_sources(m: Machine, gic: GICv3) -> None:
 
 
 def its_cpu_offline(m: Machine, gic: GICv3, cpu: int) -> None:
-    """GIC-K4: unmanaged vectors on ``cpu`` move to the boot CPU (MOVI); managed ones are
-    shut down (enable bit cleared, INV) but stay mapped."""
+    """``irq_migrate_all_off_this_cpu`` for ``cpu`` (GIC-K4): unmanaged vectors move to the
+    boot CPU (MOVI, ``its_set_affinity``); managed ones are shut down (enable bit cleared,
+    INV) but stay mapped."""
     for src in gic.sources:
         dev = src.device_id
         assert dev is not None

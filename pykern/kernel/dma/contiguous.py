@@ -1,4 +1,4 @@
-"""``kernel/dma/contiguous.c``: the global CMA area and the DMA wrappers (MM §12)."""
+"""``kernel/dma/contiguous.c``: the global CMA area and the DMA wrappers (the MM D rules)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ CONFIG_CMA_ALIGNMENT = 8
 
 
 def dma_contiguous_reserve(m: Machine, limit: int) -> None:
-    """MM D3: reserve the default area named ``reserved`` at boot."""
+    """``dma_contiguous_reserve`` (MM D3): reserve the default area named ``reserved`` at
+    boot."""
     param = m.boot_params.cma
     if param is not None:
         size, base, fixed = param.size, param.base, param.fixed
@@ -34,14 +35,15 @@ def dma_contiguous_reserve(m: Machine, limit: int) -> None:
 
 
 def dev_get_cma_area(m: Machine, dev: Any) -> Cma | None:
-    """MM D1: the device's own area, else the default one."""
+    """``dev_get_cma_area`` (MM D1): the device's own area, else the default one."""
     area = getattr(dev, "cma_area", None) if dev is not None else None
     return area if area is not None else m.dma_contiguous_default_area
 
 
 def dma_alloc_from_contiguous(m: Machine, dev: Any, count: int, align: int,
                               no_warn: bool) -> Page | None:
-    """MM D4: align capped at CONFIG_CMA_ALIGNMENT (``m.config``), then cma_alloc."""
+    """``dma_alloc_from_contiguous`` (MM D4): align capped at CONFIG_CMA_ALIGNMENT
+    (``m.config``), then cma_alloc."""
     cma = dev_get_cma_area(m, dev)
     if cma is None:
         return None
@@ -50,7 +52,7 @@ def dma_alloc_from_contiguous(m: Machine, dev: Any, count: int, align: int,
 
 def dma_release_from_contiguous(m: Machine, dev: Any, page: Page | int | None,
                                 count: int) -> bool:
-    """MM D5."""
+    """``dma_release_from_contiguous`` (MM D5): ``cma_release`` on the device's area."""
     cma = dev_get_cma_area(m, dev)
     if cma is None or page is None:
         return False

@@ -1,4 +1,4 @@
-"""The reboot clock (gic.md GIC-H1/H2, kexec.md K16.12): integer nanoseconds from the start
+"""The reboot clock (GIC-H1/H2 and rule K16.12): integer nanoseconds from the start
 of ``kernel_kexec()`` or ``panic()``.
 
 [model] Nothing in the kernel keeps such a clock; pykern needs one so that device writes land
@@ -90,7 +90,8 @@ class RebootClock:
         return min(self.pages, (t - self.t_kexec) // self.copy_ns)
 
     def phase(self, t: int) -> str:
-        """GIC-O2 phase names."""
+        """The name of the reboot phase instant ``t`` falls in, as the trace gives it
+        (GIC-O2)."""
         if t < self.t_syscore:
             return "shutdown"
         if t < self.t_kexec:

@@ -1,4 +1,4 @@
-"""The kimage and its page list (``kernel/kexec_core.c``), kexec.md §8–§12, §14.
+"""The kimage and its page list (``kernel/kexec_core.c``), rules K8–K12 and K14.
 
 Entry words (``kimage_entry_t``) are 64-bit little-endian words stored in real
 indirection pages in emulated RAM; ``KImage.head`` is the first word, kept in
@@ -95,14 +95,14 @@ class KImage:
     _dest_index: dict[int, int] = field(default_factory=dict)
     _dest_set: set[int] = field(default_factory=set)
 
-    # -- api.md views --------------------------------------------------------
+    # -- views documented in the API reference -----------------------------
     @property
     def nr_segments(self) -> int:
         return len(self.segments)
 
     @property
     def type(self) -> str:
-        """``"default"`` or ``"crash"`` (api.md)."""
+        """``"default"`` or ``"crash"``."""
         return "crash" if self.image_type == KEXEC_TYPE_CRASH else "default"
 
     @property
@@ -118,7 +118,7 @@ class KImage:
         return list(self.unusable_pages_list)
 
     def reference(self, idx: int) -> bytes:
-        """K16.11: what segment ``idx`` must hold once the next kernel runs."""
+        """What segment ``idx`` must hold once the next kernel runs (K16.11)."""
         seg = self.segments[idx]
         tail = self.reference_tails[idx] if idx < len(self.reference_tails) else None
         body = seg.buf if len(seg.buf) == seg.bufsz else seg.buf[:seg.bufsz]
@@ -162,7 +162,8 @@ def _write_word(m: Machine, image: KImage, loc: int, value: int) -> None:
 
 
 def for_each_kimage_entry(m: Machine, image: KImage) -> list[tuple[int, int]]:
-    """K10.7: ``(location, word)`` of each word before DONE or a zero word.
+    """``for_each_kimage_entry`` (K10.7): ``(location, word)`` of each word before DONE or
+    a zero word.
 
     Reads the rest of an indirection page in one go.  [model] A list damaged into a loop
     would make the kernel's walker spin; this one stops after as many words as RAM holds.
@@ -194,7 +195,8 @@ def for_each_kimage_entry(m: Machine, image: KImage) -> list[tuple[int, int]]:
 
 # ----------------------------------------------------------------- page helpers
 def kimage_is_destination_range(image: KImage, start: int, end: int) -> bool:
-    """K6.5: some recorded segment overlaps the inclusive range [start, end]."""
+    """``kimage_is_destination_range`` (K6.5): some recorded segment overlaps the inclusive
+    range [start, end]."""
     for seg in image.segments:
         if end >= seg.mem and start <= seg.mem + seg.memsz - 1:
             return True
@@ -222,7 +224,7 @@ def kimage_alloc_pages(m: Machine, gfp: int, order: int) -> int | None:
 
 
 def kimage_free_pages(m: Machine, phys: int, order: int) -> None:
-    """K14.2: clear the reserved marker and give the block back."""
+    """``kimage_free_pages`` (K14.2): clear the reserved marker and give the block back."""
     pfn = phys >> 12
     mem = m.mm.mem_map
     i = pfn - mem.base_pfn
@@ -232,7 +234,8 @@ def kimage_free_pages(m: Machine, phys: int, order: int) -> None:
 
 
 def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> int | None:
-    """K9.2."""
+    """``kimage_alloc_normal_control_pages`` (K9.2): buddy pages that are no segment's
+    destination; the ones that are get set aside."""
     size = PAGE_SIZE << order
     extra: list[int] = []
     got = None
@@ -254,7 +257,8 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> 
 
 
 def kimage_alloc_crash_control_pages(m: Machine, image: KImage, order: int) -> int | None:
-    """K9.4: bump allocation inside the crash region."""
+    """``kimage_alloc_crash_control_pages`` (K9.4): bump allocation inside the crash
+    region."""
     if m.crashk_res is None:
         return None
     crash_end = m.crashk_res[1] - 1
@@ -276,14 +280,16 @@ def kimage_alloc_crash_control_pages(m: Machine, image: KImage, order: int) -> i
 
 
 def kimage_alloc_control_pages(m: Machine, image: KImage, order: int) -> int | None:
-    """K9.1."""
+    """``kimage_alloc_control_pages`` (K9.1): from the buddy allocator for a normal image,
+    from the crash region for a crash image."""
     if image.image_type == KEXEC_TYPE_CRASH:
         return kimage_alloc_crash_control_pages(m, image, order)
     return kimage_alloc_normal_control_pages(m, image, order)
 
 
 def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int) -> int | None:
-    """K11: a source or indirection page that is safe to copy from."""
+    """``kimage_alloc_page`` (K11): a source or indirection page that is safe to copy
+    from."""
     if destination in image._dest_set:
         image._dest_set.discard(destination)
         image.dest_pages_list.remove(destination)
@@ -313,7 +319,8 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int) -> 
 
 # -------------------------------------------------------------------- entries
 def kimage_add_entry(m: Machine, image: KImage, word: int) -> None:
-    """K10.2."""
+    """``kimage_add_entry`` (K10.2): append ``word``, chaining a new indirection page when
+    the current one is full."""
     entry = image.entry
     if entry != HEAD:
         # Fast path: the word and its zero terminator both fit in this page.
@@ -348,7 +355,7 @@ def _next_loc(loc: int) -> int:
 
 
 def kimage_terminate(m: Machine, image: KImage) -> None:
-    """K10.6."""
+    """``kimage_terminate`` (K10.6): write DONE; an empty list makes head itself DONE."""
     if _read_word(m, image, image.entry) != 0:
         image.entry = _next_loc(image.entry)
     _write_word(m, image, image.entry, IND_DONE)
@@ -356,7 +363,8 @@ def kimage_terminate(m: Machine, image: KImage) -> None:
 
 # ---------------------------------------------------------------- loading data
 def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
-    """K12.2: one DESTINATION word, then a SOURCE page per destination page.
+    """``kimage_load_normal_segment`` (K12.2): one DESTINATION word, then a SOURCE page
+    per destination page.
 
     [quirk] ``kexec-source-page-leak``: when the SOURCE entry cannot be added (K10.2 finds
     no indirection page) the page just taken is on no list and stays allocated, reserved,
@@ -394,7 +402,8 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
 
 
 def kimage_load_cma_segment(m: Machine, image: KImage, idx: int) -> None:
-    """K12.4: write the buffer straight into the CMA block; no entries."""
+    """``kimage_load_cma_segment`` (K12.4): write the buffer straight into the CMA block;
+    no entries."""
     seg = image.segments[idx]
     block = image.segment_cma[idx]
     assert block is not None
@@ -405,7 +414,8 @@ def kimage_load_cma_segment(m: Machine, image: KImage, idx: int) -> None:
 
 
 def kimage_load_crash_segment(m: Machine, image: KImage, idx: int) -> None:
-    """K12.5: the crash region is written at load time, tail zeroed."""
+    """``kimage_load_crash_segment`` (K12.5): the crash region is written at load time,
+    tail zeroed."""
     seg = image.segments[idx]
     m.physmem.write(seg.mem, seg.buf[:seg.bufsz])
     if seg.memsz > seg.bufsz:
@@ -413,7 +423,8 @@ def kimage_load_crash_segment(m: Machine, image: KImage, idx: int) -> None:
 
 
 def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:
-    """K12.1."""
+    """``kimage_load_segment`` (K12.1): dispatch segment ``idx`` on the image type and
+    its CMA block."""
     if image.image_type == KEXEC_TYPE_CRASH:
         kimage_load_crash_segment(m, image, idx)
     elif image.segment_cma[idx] is not None:
@@ -424,7 +435,7 @@ def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:
 
 # -------------------------------------------------------------------- checks
 def sanity_check_segment_list(m: Machine, image: KImage) -> None:
-    """K8: each check over all segments before the next."""
+    """``sanity_check_segment_list`` (K8): each check over all segments before the next."""
     limit = m.kexec_arch.destination_memory_limit
     for seg in image.segments:
         mstart, mend = seg.mem, (seg.mem + seg.memsz) & _U64
@@ -461,7 +472,7 @@ def sanity_check_segment_list(m: Machine, image: KImage) -> None:
 
 # -------------------------------------------------------------------- freeing
 def kimage_free_cma(m: Machine, image: KImage) -> None:
-    """K14.1 step 6."""
+    """``kimage_free_cma`` (K14.1, its last step): give each segment's CMA block back."""
     for i, seg in enumerate(image.segments):
         block = image.segment_cma[i]
         if block is None:
@@ -475,7 +486,7 @@ def kimage_free_cma(m: Machine, image: KImage) -> None:
 
 
 def kimage_free(m: Machine, image: KImage | None) -> None:
-    """K14.1: give back every page the image holds."""
+    """``kimage_free`` (K14.1): give back every page the image holds."""
     if image is None:
         return
     for addr in image.dest_pages_list:

@@ -1,4 +1,4 @@
-"""``kexec_file_load`` and segment placement (``kernel/kexec_file.c``), kexec.md §1–§7.
+"""``kexec_file_load`` and segment placement (``kernel/kexec_file.c``), rules K1–K7.
 
 The syscall raises ``OSError`` with the kernel's errno (K20.4).  Placement
 tries the 6.17 CMA path (``kexec_alloc_contig``, K7) before walking memory.
@@ -78,7 +78,8 @@ def kexec_dprintk(m: Machine, text: str) -> None:
 
 # ------------------------------------------------------------------ placement
 def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
-    """K7: take the segment's final memory from the default CMA area; 0 or -errno.
+    """``kexec_alloc_contig`` (K7): take the segment's final memory from the default CMA
+    area; 0 or -errno.
 
     Its two messages are ``pr_debug`` sites (printed only where dynamic debug enables
     them, :mod:`pykern.kernel.dynamic_debug`), not ``kexec_dprintk``."""
@@ -118,7 +119,8 @@ def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
 
 
 def locate_mem_hole_top_down(kbuf: KexecBuf, start: int, end: int) -> int:
-    """K6.6 inside [start, end] (inclusive end); 1 when placed."""
+    """``locate_mem_hole_top_down`` (K6.6) inside [start, end] (inclusive end); 1 when
+    placed."""
     temp_end = min(end, kbuf.buf_max)
     temp_start = temp_end - kbuf.memsz + 1
     while True:
@@ -134,7 +136,7 @@ def locate_mem_hole_top_down(kbuf: KexecBuf, start: int, end: int) -> int:
 
 
 def locate_mem_hole_bottom_up(kbuf: KexecBuf, start: int, end: int) -> int:
-    """K6.7 inside [start, end]."""
+    """``locate_mem_hole_bottom_up`` (K6.7) inside [start, end]."""
     temp_start = max(start, kbuf.buf_min)
     while True:
         temp_start = (temp_start + kbuf.buf_align - 1) & ~(kbuf.buf_align - 1)
@@ -149,7 +151,8 @@ def locate_mem_hole_bottom_up(kbuf: KexecBuf, start: int, end: int) -> int:
 
 
 def locate_mem_hole_callback(kbuf: KexecBuf, start: int, end: int) -> int:
-    """K6.4."""
+    """``locate_mem_hole_callback`` (K6.4): skip a range too small or outside
+    buf_min/buf_max, else search it in the requested direction."""
     if end - start + 1 < kbuf.memsz:
         return 0
     if end < kbuf.buf_min or start > kbuf.buf_max:
@@ -160,7 +163,8 @@ def locate_mem_hole_callback(kbuf: KexecBuf, start: int, end: int) -> int:
 
 
 def kexec_locate_mem_hole(m: Machine, kbuf: KexecBuf) -> int:
-    """K6.1: preset address, then CMA, then the memory walk; 0 or -errno."""
+    """``kexec_locate_mem_hole`` (K6.1): preset address, then CMA, then the memory walk;
+    0 or -errno."""
     if kbuf.mem:
         return 0
     if kexec_alloc_contig(m, kbuf) == 0:
@@ -172,7 +176,8 @@ def kexec_locate_mem_hole(m: Machine, kbuf: KexecBuf) -> int:
 
 
 def kexec_add_buffer(m: Machine, kbuf: KexecBuf) -> None:
-    """K5: place one segment request and record it; raises KexecError."""
+    """``kexec_add_buffer`` (K5): place one segment request and record it; raises
+    KexecError."""
     image = kbuf.image
     if not image.file_mode:
         raise KexecError(errno.EINVAL, "kexec_add_buffer outside file mode")
@@ -216,7 +221,8 @@ def _release_leaked_cma(m: Machine, image: KImage) -> None:
 
 def kimage_file_prepare_segments(m: Machine, image: KImage, kernel: bytes,
                                  initrd: bytes | None, cmdline: bytes, flags: int) -> None:
-    """K2.4."""
+    """``kimage_file_prepare_segments`` (K2.4): probe the kernel, note NO_CMA, copy the
+    command line, call the arch loader."""
     if len(kernel) == 0:
         raise KexecError(errno.EINVAL, "empty kernel file")
     if len(kernel) > KEXEC_FILE_SIZE_MAX:
@@ -241,7 +247,8 @@ def kimage_file_prepare_segments(m: Machine, image: KImage, kernel: bytes,
 
 def kimage_file_alloc_init(m: Machine, kernel: bytes, initrd: bytes | None, cmdline: bytes,
                            flags: int) -> KImage:
-    """K2: build the image, place its segments, take its control pages."""
+    """``kimage_file_alloc_init`` (K2): build the image, place its segments, take its
+    control pages."""
     crash = bool(flags & KEXEC_FILE_ON_CRASH)
     image = KImage(image_type=KEXEC_TYPE_CRASH if crash else KEXEC_TYPE_DEFAULT, _m=m)
     if crash:
@@ -278,7 +285,8 @@ def _debug_segment(m: Machine, image: KImage, i: int) -> None:
 
 
 def kexec_load_permitted(m: Machine, image_type: int) -> bool:
-    """K1.2: the sysctl and the per-type limit (a token is spent first)."""
+    """``kexec_load_permitted`` (K1.2): the sysctl and the per-type limit (a token is
+    spent first)."""
     if m.kexec_load_disabled:
         return False
     attr = "kexec_load_limit_panic" if image_type == KEXEC_TYPE_CRASH else \
@@ -293,7 +301,7 @@ def kexec_load_permitted(m: Machine, image_type: int) -> bool:
 
 def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdline: str,
                     flags: int) -> None:
-    """K1: the syscall.  Raises ``OSError(errno)`` on failure."""
+    """``kexec_file_load`` (K1): the syscall.  Raises ``OSError(errno)`` on failure."""
     if isinstance(flags, bool) or not isinstance(flags, int) or flags < 0:
         raise OSError(errno.EINVAL, f"flags {flags!r} are not an unsigned int")
     if not isinstance(cmdline, str):
@@ -365,7 +373,7 @@ def _install(m: Machine, crash: bool, image: KImage | None) -> None:
 
 
 def _reference_tail(m: Machine, image: KImage, idx: int) -> bytes | None:
-    """K16.11: a CMA segment's tail as the load left it; None means zeros."""
+    """A CMA segment's tail as the load left it (K16.11); None means zeros."""
     seg = image.segments[idx]
     if image.segment_cma[idx] is None or seg.memsz == seg.bufsz:
         return None

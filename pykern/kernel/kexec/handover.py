@@ -1,4 +1,4 @@
-"""What the next kernel learns when it starts (kexec.md K16.13, mm.md Z0.3).
+"""What the next kernel learns when it starts (K16.13, MM Z0.3).
 
 arm64 reads the device tree whose address x0 carries; x86_64 reads the boot
 parameters whose address rsi carries.  Both are read back from RAM, so a

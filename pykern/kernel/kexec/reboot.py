@@ -1,5 +1,5 @@
 """Rebooting into a loaded image: ``kernel_kexec``, ``machine_kexec`` and
-``__crash_kexec`` (``kernel/kexec_core.c``, ``kernel/crash_core.c``), kexec.md §16–§17.
+``__crash_kexec`` (``kernel/kexec_core.c``, ``kernel/crash_core.c``), rules K16 and K17.
 
 The hot phase walks the entry words the load wrote into RAM (K16.3) with the
 compiled walk or its pure-Python twin, in chunks so device writes due at
@@ -43,7 +43,7 @@ class KexecResult:
     #: (mem, memsz, cma, first copy index) of each segment of the booted image; the index is
     #: the segment's first page in the copy order, -1 when nothing of it is copied
     segments: list[tuple[int, int, bool, int]] = field(default_factory=list)
-    #: the reboot clock's marks (gic.md GIC-H1), ns from the start of the reboot
+    #: the reboot clock's marks (GIC-H1), ns from the start of the reboot
     t_kexec: int = 0
     t_jump: int = 0
     t_end: int = 0
@@ -91,7 +91,8 @@ def _corrupted(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
 
 
 def _verified(m: Machine, image: KImage) -> bool:
-    """K16.10: x86 purgatory's digest check; arm64 pykern's reference check."""
+    """Whether the image is intact at the jump (K16.10): x86 purgatory's digest check;
+    arm64 pykern's reference check."""
     if m.arch == "x86_64":
         from ...arch.x86.purgatory import purgatory_verify
         seg = image.segments[image.arch["purgatory_idx"]]
@@ -100,7 +101,8 @@ def _verified(m: Machine, image: KImage) -> bool:
 
 
 def _planned_pages(image: KImage) -> int:
-    """K19.5: the SOURCE entries a well-formed list holds (0 for crash and all-CMA images).
+    """The SOURCE entries a well-formed list holds (K19.5; 0 for crash and all-CMA
+    images).
 
     [model] The reboot clock is fixed before the walk (GIC-H1 needs ``t_takeover`` to draw
     the schedule); a list damaged in RAM may copy more or fewer pages than planned.
@@ -164,7 +166,7 @@ class _Walk:
 
 
 def _collect_events(m: Machine, ctx: RebootContext, crash: bool) -> list[tuple[Any, ...]]:
-    """GIC-H4/H7: every device's events, drawn now, in application order."""
+    """Every device's reboot events, drawn now, in application order (GIC-H4/H7)."""
     events: list[tuple[Any, ...]] = []
     for idx, dev in enumerate(m.devices.values()):
         dev.begin_reboot(ctx)
@@ -189,7 +191,8 @@ def _apply(ctx: RebootContext, events: list[tuple[Any, ...]], pos: int,
 
 
 def _reboot(m: Machine, image: KImage, crash: bool) -> KexecResult:
-    """K16/K17 with the GIC-H1 clock: devices act between chunks of the copy."""
+    """``machine_kexec`` and the reboot around it (K16/K17) on the GIC-H1 clock: devices
+    act between chunks of the copy."""
     devices = list(m.devices.values())
     clock = RebootClock(copy_ns=m.copy_ns, pages=_planned_pages(image), cpus=m.cpus,
                         crash=crash,
@@ -233,7 +236,8 @@ def _reboot(m: Machine, image: KImage, crash: bool) -> KexecResult:
 
 
 def kernel_kexec(m: Machine) -> KexecResult:
-    """K16.1: reboot into ``m.kexec_image``; OSError(EINVAL) when none is loaded.
+    """``kernel_kexec`` (K16.1): reboot into ``m.kexec_image``; OSError(EINVAL) when none
+    is loaded.
 
     The in-progress flag, then device_shutdown (each device's hook at the end of its slot,
     in reverse probe order), CPUs offline, machine_kexec: the copy, the check, the jump.
@@ -246,7 +250,8 @@ def kernel_kexec(m: Machine) -> KexecResult:
 
 
 def crash_kexec(m: Machine) -> KexecResult | None:
-    """K17.2: boot the crash image without device shutdown; halt if there is none."""
+    """``__crash_kexec`` (K17.2): boot the crash image without device shutdown; halt if
+    there is none."""
     image = m.kexec_crash_image
     if image is None:
         m._halt("Kernel panic - not syncing: no crash kernel loaded")

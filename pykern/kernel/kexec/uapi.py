@@ -1,5 +1,5 @@
 """``include/uapi/linux/kexec.h`` and the constants of ``include/linux/kexec.h``
-(kexec.md K0)."""
+(rule K0)."""
 
 from __future__ import annotations
 
