@@ -17,8 +17,8 @@ from pykern.testing import fuzz
 from pykern.testing.invariants import InvariantViolation
 
 SMALL = ["--max-kernel", "256K", "--max-initrd", "256K", "--quiet"]
-#: Report keys that measure time rather than count outcomes.
-TIMING = {"seconds", "cycles_per_second", "cycles_per_second_per_core", "jobs"}
+#: Report keys that measure time or say how the cases ran, rather than count outcomes.
+TIMING = {"seconds", "cycles_per_second", "cycles_per_second_per_core", "jobs", "batch"}
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:

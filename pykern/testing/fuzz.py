@@ -8,7 +8,7 @@ of the same shape :func:`pykern.testing.strategies.layouts` and
 ``--layouts 1 --start I`` and the campaign can be split across processes.
 
 For every selected mode (``cma``: flags without ``KEXEC_FILE_NO_CMA``; ``no-cma``: with it)
-a case boots the layout, loads, checks the kexec.md §19 invariants
+a case boots the layout, loads, checks the K19 invariants
 (:func:`pykern.testing.invariants.check_kimage` and page accounting), reboots with
 ``m.kernel_kexec()`` (``m.panic()`` for an ON_CRASH load) and records the hot-phase bytes,
 corrupted runs, scribbles and ``verified``.  CMA leaks (K2.9, K7.12) are measured in debugfs
@@ -17,9 +17,13 @@ unload on a second machine of the same layout.
 
 A case fails when an invariant breaks, something raises other than ``OSError`` from the load,
 or RAM is corrupted with no device to blame and no quirk that explains it; each failure is
-printed as a one-line replay command.  Exit status: 0 clean, 1 failures, 2 bad options,
-130 interrupted: Ctrl-C stops the workers at once and the report (``incomplete`` in JSON)
-covers the cases that finished.  The progress line is drawn only on a terminal.
+printed as a one-line replay command.  Exit status: 0 clean, 1 failures (or a Dask
+scheduler lost mid-campaign), 2 bad options (or a scheduler that cannot be used), 130
+interrupted: Ctrl-C stops the workers at once and the report (``incomplete`` in JSON) covers
+the cases that finished.  The progress line is drawn only on a terminal.
+
+``--jobs J`` runs the cases on J local processes; ``--scheduler ADDRESS|local[:N]`` runs them
+on a Dask cluster (:mod:`pykern.testing.fuzz_dask`), with the same cases and report.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ _CMA_USED = "/sys/kernel/debug/cma/reserved/used"
 #: Default cap on kernel and initrd sizes (drawn log-uniformly below it).  Bigger images
 #: exercise the same paths more slowly: cost grows with the pages a load copies and lists.
 DEFAULT_MAX_IMAGE = 512 * 1024
-# kexec uapi values (kexec.md K0.4), spelled here so the module imports nothing heavy
+# kexec uapi values (rule K0.4), spelled here so the module imports nothing heavy
 _UNLOAD, _ON_CRASH, _DEBUG, _NO_CMA = 0x1, 0x2, 0x8, 0x10
 
 
@@ -295,7 +299,7 @@ def run_cycle(config: Config, case: Case, mode: str, stats: dict[str, Any]) -> l
         t0 = _cma_used(twin) or 0
         try:
             twin.kexec_file_load(case.kernel, case.initrd, case.cmdline, flags)
-        except OSError as exc:       # api.md: same arguments, same machine and results
+        except OSError as exc:       # same arguments, same machine and results
             raise CaseFailure("violation", "determinism", f"the same load on a twin machine "
                               f"failed: {exc}") from None
         twin.kexec_file_load(b"", None, "", _UNLOAD)
@@ -478,6 +482,12 @@ def run_chunk(config: Config, indices: Sequence[int]) -> list[dict[str, Any]]:
     return [run_case(config, i) for i in indices]
 
 
+def default_batch(cases: int, workers: int) -> int:
+    """Cases per chunk (local pool) or per task (Dask): up to 16, and at least four chunks
+    per worker so the last ones do not leave workers idle."""
+    return max(1, min(16, cases // (max(1, workers) * 4)))
+
+
 # --------------------------------------------------------------------------- the campaign
 class _Progress:
     """A ``\\r`` progress line on stderr, shown only once the run has lasted a second.
@@ -522,17 +532,26 @@ def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
 
 
 def campaign(config: Config, jobs: int = 1, progress: _Progress | None = None,
-             ) -> dict[str, Any]:
+             scheduler: str | None = None, batch: int | None = None) -> dict[str, Any]:
     """Run every case of ``config`` and return the report (the ``--json`` object).
 
-    Ctrl-C (KeyboardInterrupt) stops the campaign at once: worker processes are
-    terminated, and the report covers the cases that finished, with ``incomplete`` true.
+    ``jobs`` local worker processes, or, with ``scheduler`` (``local[:N]`` or a scheduler
+    address), the Dask cluster of :mod:`pykern.testing.fuzz_dask`; ``batch`` cases per
+    chunk or task (default :func:`default_batch`).  Ctrl-C (KeyboardInterrupt) stops the
+    campaign at once: worker processes are terminated (Dask futures cancelled), and the
+    report covers the cases that finished, with ``incomplete`` true.  A scheduler that
+    cannot be used ends the campaign the same way, with its message in ``error``.
     """
     indices = list(range(config.start, config.start + config.layouts))
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     cycles = 0
     interrupted = False
+    error: str | None = None
+    info: dict[str, Any] = {"jobs": 0 if scheduler is not None else jobs,
+                            "scheduler": scheduler,
+                            "batch": 1 if jobs <= 1 or len(indices) <= 1 else
+                            batch or default_batch(len(indices), jobs)}
 
     def take(batch: Iterable[dict[str, Any]]) -> None:
         nonlocal cycles
@@ -543,27 +562,36 @@ def campaign(config: Config, jobs: int = 1, progress: _Progress | None = None,
             progress.update(len(results), cycles)
 
     try:
-        if jobs <= 1 or len(indices) <= 1:
+        if scheduler is not None:
+            from . import fuzz_dask
+            try:
+                fuzz_dask.run_on_dask(config, fuzz_dask.parse_scheduler(scheduler), indices,
+                                      take, info, batch)
+            except fuzz_dask.SchedulerError as exc:
+                error = str(exc)
+        elif jobs <= 1 or len(indices) <= 1:
             for i in indices:
                 take([run_case(config, i)])
         else:
-            _campaign_pool(config, jobs, indices, take)
+            _campaign_pool(config, jobs, indices, take, info["batch"])
     except KeyboardInterrupt:
         interrupted = True
     wall = time.perf_counter() - t0
     if progress is not None:
         progress.close()
     results.sort(key=lambda r: int(r["case"]))
-    return _report(config, jobs, results, wall, incomplete=interrupted)
+    report = _report(config, int(info["jobs"]), results, wall,
+                     incomplete=interrupted or error is not None)
+    report.update(scheduler=info["scheduler"], batch=info["batch"], error=error)
+    return report
 
 
 def _campaign_pool(config: Config, jobs: int, indices: list[int],
-                   take: Callable[[Iterable[dict[str, Any]]], None]) -> None:
-    """The cases on ``jobs`` worker processes, a chunk at a time each.  A worker that dies
-    loses its chunk; each case of it gets one more try in a process of its own, so only
-    the case that kills its worker is reported.  Any exception here, KeyboardInterrupt
-    included, terminates every worker before it propagates."""
-    size = max(1, min(16, len(indices) // (jobs * 4)))
+                   take: Callable[[Iterable[dict[str, Any]]], None], size: int) -> None:
+    """The cases on ``jobs`` worker processes, a chunk of ``size`` cases at a time each.  A
+    worker that dies loses its chunk; each case of it gets one more try in a process of its
+    own, so only the case that kills its worker is reported.  Any exception here,
+    KeyboardInterrupt included, terminates every worker before it propagates."""
     todo = [indices[k:k + size] for k in range(0, len(indices), size)]
     todo.reverse()
     lost: list[int] = []
@@ -633,7 +661,8 @@ def _report(config: Config, jobs: int, results: list[dict[str, Any]],
 
 def _print_text(report: dict[str, Any], out: TextIO) -> None:
     if report["incomplete"]:
-        print(f"pykern fuzz: interrupted: {report['cases']} of {report['layouts']} cases "
+        why = "stopped" if report.get("error") else "interrupted"
+        print(f"pykern fuzz: {why}: {report['cases']} of {report['layouts']} cases "
               f"finished; the summary below covers those", file=out)
     print(f"pykern fuzz: {report['cases']} layouts from seed {report['seed']} (cases "
           f"{report['start']}..{report['start'] + report['layouts'] - 1}), arches "
@@ -655,9 +684,11 @@ def _print_text(report: dict[str, Any], out: TextIO) -> None:
               f"{s['leaked_pages']} pages; errors: {s['errors']}", file=out)
         print(f"  {s['cycles']} cycles in {s['seconds']:.2f} s: {s['cycles_per_second']} "
               f"cycles/s", file=out)
+    where = f"{report['jobs']} jobs" if not report.get("scheduler") else \
+        f"{report['jobs']} Dask worker threads on {report['scheduler']}"
     print(f"total: {report['cycles']} cycles in {report['seconds']:.2f} s, "
           f"{report['cycles_per_second']} cycles/s ({report['cycles_per_second_per_core']} "
-          f"per core, {report['jobs']} jobs)", file=out)
+          f"per core, {where})", file=out)
     if report["failures"]:
         print(f"{len(report['failures'])} failing cases; replay with:", file=out)
     for f in report["failures"]:
@@ -695,7 +726,7 @@ def _size(minimum: int) -> Callable[[str], int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pykern fuzz",
-        description="Boot, kexec_file_load, check the kexec.md §19 invariants and reboot, "
+        description="Boot, kexec_file_load, check the K19 invariants and reboot, "
                     "over random layouts; case I of seed S is always the same.")
     p.add_argument("--layouts", type=_count(1), required=True, metavar="N",
                    help="number of cases (layouts) to run")
@@ -707,8 +738,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=("arm64", "x86_64", "both"), default="both",
                    help="machine architecture of the cases (default both: each case draws "
                         "one)")
-    p.add_argument("--jobs", type=_count(1), default=1, metavar="J",
-                   help="worker processes (default 1)")
+    p.add_argument("--jobs", type=_count(1), default=None, metavar="J",
+                   help="local worker processes (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the cases on a Dask cluster: the address of a running "
+                        "scheduler (tcp://HOST:8786), or local[:N] for a local cluster of N "
+                        "worker processes (default: one per CPU); needs "
+                        "pip install 'pykern-emu[dask]'")
+    p.add_argument("--batch", type=_count(1), default=None, metavar="B",
+                   help="cases per task sent to a worker (default: up to 16, at least four "
+                        "tasks per worker)")
     p.add_argument("--ram-max", type=str, default="64M", metavar="SIZE",
                    help="largest machine (default 64M; at least 32M)")
     p.add_argument("--max-kernel", type=str, default="512K", metavar="SIZE",
@@ -763,8 +802,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     config = parse_config(parser, args)
+    if args.scheduler is not None:
+        from . import fuzz_dask
+        if args.jobs is not None:
+            parser.error("argument --jobs: not with --scheduler (the workers of a scheduler "
+                         "are its own; use --scheduler local:N for N local ones)")
+        try:
+            fuzz_dask.parse_scheduler(args.scheduler)
+        except ValueError as exc:
+            parser.error(f"argument --scheduler: {exc}")
+        try:
+            fuzz_dask.require_dask()
+        except fuzz_dask.DaskMissing as exc:
+            print(f"pykern fuzz: {exc}", file=sys.stderr)
+            return 2
     progress = _Progress(config.layouts, not args.quiet and sys.stderr.isatty(), sys.stderr)
-    report = campaign(config, args.jobs, progress)
+    report = campaign(config, args.jobs or 1, progress, args.scheduler, args.batch)
+    if report["error"] is not None and not report["cases"]:
+        print(f"pykern fuzz: {report['error']}", file=sys.stderr)   # nothing ran: bad setup
+        return 2
     try:
         if args.json:
             json.dump(report, sys.stdout, sort_keys=True)
@@ -776,6 +832,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except KeyboardInterrupt:     # a second Ctrl-C while printing
         return 130
+    if report["error"] is not None:
+        print(f"pykern fuzz: {report['error']}", file=sys.stderr)
+        return 1
     if report["incomplete"]:
         print("pykern fuzz: interrupted", file=sys.stderr)
         return 130
