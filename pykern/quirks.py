@@ -6,9 +6,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal, get_args
 
-__all__ = ["QUIRKS", "LEAKS", "parse_fixes"]
+__all__ = ["QUIRKS", "LEAKS", "Fixes", "QuirkName", "parse_fixes"]
+
+#: Every quirk's name: mypy checks a literal name written at a call site
+#: (``m.fixes.on("cma-stale-tail")``), and :class:`Fixes` checks any name at run time.
+QuirkName = Literal[
+    "cma-stale-tail",
+    "cma-leak-on-failed-load",
+    "arm64-retry-cma-leak",
+    "cma-inclusive-end-conflict",
+    "cma-align-cap",
+    "cma-ignores-limits",
+    "arm64-text-offset-cma",
+    "cma-name-newline",
+    "contig-comp-mismatch-leak",
+    "kexec-source-page-leak",
+    "gic-pending-table-leak-no-efi",
+]
 
 QUIRKS: dict[str, tuple[str, str]] = {
     "cma-stale-tail": ("K12.4", "a CMA segment's tail past bufsz keeps old bytes; the x86 "
@@ -48,10 +65,31 @@ LEAKS = frozenset({"cma-leak-on-failed-load", "arm64-retry-cma-leak",
 _IMPLIES = {"arm64-retry-cma-leak": ("cma-ignores-limits",)}
 
 
-def parse_fixes(fixes: Any) -> frozenset[str]:
+class Fixes(frozenset[str]):
+    """The fixes a machine has switched on: a frozenset of quirk names that refuses to
+    answer for a name it does not know, so a misspelt quirk is an error where it is asked,
+    never a silent "not fixed"."""
+
+    def __contains__(self, name: object) -> bool:
+        if name not in QUIRKS:
+            raise KeyError(f"unknown quirk {name!r} (known: {', '.join(QUIRKS)})")
+        return frozenset.__contains__(self, name)
+
+    def on(self, name: QuirkName) -> bool:
+        """Whether the fix for quirk ``name`` is switched on."""
+        return name in self
+
+    def __or__(self, other: Iterable[str]) -> Fixes:  # type: ignore[override]
+        return Fixes(frozenset(self) | frozenset(other))
+
+    def __sub__(self, other: Iterable[str]) -> Fixes:  # type: ignore[override]
+        return Fixes(frozenset(self) - frozenset(other))
+
+
+def parse_fixes(fixes: Any) -> Fixes:
     """Validate ``Machine(fixes=...)``: ``"all"`` or an iterable of quirk names."""
     if fixes == "all":
-        return frozenset(QUIRKS)
+        return Fixes(QUIRKS)
     if isinstance(fixes, str):
         fixes = [fixes]
     try:
@@ -64,4 +102,8 @@ def parse_fixes(fixes: Any) -> frozenset[str]:
             raise ValueError(f"fixes: unknown fix {name!r} (known: {', '.join(QUIRKS)})")
         out.add(name)
         out.update(_IMPLIES.get(name, ()))
-    return frozenset(out)
+    return Fixes(out)
+
+
+if set(get_args(QuirkName)) != set(QUIRKS):
+    raise AssertionError("QuirkName and QUIRKS must list the same quirks")

@@ -16,9 +16,10 @@ carry are handled generically:
   is replaced by its pure-Python twin, which gives identical results;
 - bound methods are saved as (object, method name);
 - a class that holds something else (a generator, a closure) gives itself
-  ``__getstate__``/``__setstate__``, as :class:`pykern.Machine` does for the stubs a
-  halted machine answers with.  Saving a machine that still holds such an object raises
-  ``TypeError`` naming the attribute path.
+  ``__getstate__``/``__setstate__``.  Saving a machine that still holds such an object
+  raises ``TypeError`` naming the attribute path.  A halted machine needs nothing
+  special: it refuses calls by checking its ``halted`` flag, which is saved like any
+  other attribute.
 
 File layout (format 1), integers little-endian::
 

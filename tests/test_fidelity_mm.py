@@ -12,7 +12,10 @@ from pykern import Machine, images
 from pykern.mm import gfp
 from pykern.mm.cma import Cma
 from pykern.mm.page_alloc_contig import (
-    ACR_FLAGS_NONE, alloc_contig_range, alloc_contig_verify_gfp_mask,
+    ACR_FLAGS_NONE, alloc_contig_range,
+)
+from pykern.mm.page_alloc_contig import (
+    __alloc_contig_verify_gfp_mask as alloc_contig_verify_gfp_mask,
 )
 from pykern.mm.page_isolation import (
     PB_ISOLATE_MODE_OTHER, start_isolate_page_range, undo_isolate_page_range,

@@ -368,3 +368,12 @@ def test_cma_and_no_cma_side_by_side(data: st.DataObject) -> None:
         assert b[1] <= a[1]
     elif isinstance(a, int) and isinstance(b, int) and errno.EADDRNOTAVAIL not in (a, b):
         assert a == b                          # probe, header and size checks agree
+
+
+def test_fixes_refuse_an_unknown_quirk_name() -> None:
+    """A misspelt quirk is an error where it is asked, never a silent "not fixed"."""
+    m = Machine("64M", fixes=["cma-stale-tail"])
+    assert m.fixes.on("cma-stale-tail") and not m.fixes.on("cma-align-cap")
+    with pytest.raises(KeyError, match="cma-stale-tial"):
+        "cma-stale-tial" in m.fixes  # noqa: B015 (the lookup itself must raise)
+    assert isinstance(m.fixes | {"cma-align-cap"}, quirks.Fixes)

@@ -72,27 +72,27 @@ class DmaDevice(Device):
         order = self._ring_order()
         ring = None
         pages = 1 << order
-        if pages > 1 and m.dma_contiguous_default_area is not None and \
+        if pages > 1 and m.kernel.dma_contiguous_default_area is not None and \
                 self.coherent_from_cma in ("auto", True):
             page = m.dma_alloc_from_contiguous(self, pages, order, True)
             if page is not None:
                 ring = ("cma", page.phys)
                 m.physmem.clear(page.phys, pages * 4096)
         if ring is None:
-            got = m.mm.alloc_pages(G.GFP_KERNEL | _ZERO, order)
+            got = m.kernel.mm.alloc_pages(G.GFP_KERNEL | _ZERO, order)
             if got is None:
-                m.log.err(f"{self.name}: no memory for the descriptor ring")
+                m.kernel.log.err(f"{self.name}: no memory for the descriptor ring")
                 return
             ring = ("buddy", got.phys)
         self._ring_src = ring[0]
         self._buffers.append(("ring", ring[1], self.ring_bytes))
         for _ in range(self.rx_buffers):
-            got = m.mm.alloc_pages(G.GFP_KERNEL | _ZERO, 0)
+            got = m.kernel.mm.alloc_pages(G.GFP_KERNEL | _ZERO, 0)
             if got is None:
                 break
             self._buffers.append(("rx", got.phys, self.rx_bytes))
-        m.log.info(f"{self.name}: ring at {ring[1]:#x} ({ring[0]}), "
-                   f"{len(self._buffers) - 1} receive buffers")
+        m.kernel.log.info(f"{self.name}: ring at {ring[1]:#x} ({ring[0]}), "
+                          f"{len(self._buffers) - 1} receive buffers")
         if self.uaf_before_load:
             self._free_buffers(m)
 
@@ -103,10 +103,10 @@ class DmaDevice(Device):
             if kind == "ring" and self._ring_src == "cma":
                 m.dma_release_from_contiguous(self, phys >> 12, 1 << order)
             elif kind == "ring":
-                m.mm.free_pages(phys >> 12, order)
+                m.kernel.mm.free_pages(phys >> 12, order)
             else:
-                m.mm.free_pages(phys >> 12, 0)
-        m.log.warn(f"{self.name}: buffers freed while DMA is still enabled (use after free)")
+                m.kernel.mm.free_pages(phys >> 12, 0)
+        m.kernel.log.warn(f"{self.name}: buffers freed while DMA is still enabled (use after free)")
 
     def buffers(self) -> list[tuple[str, int, int]]:
         """``(kind, phys, size)`` for every ring and receive buffer (GIC-D1)."""

@@ -1,1 +1,3 @@
-"""Models of the kernel's ``kernel/`` directory (printk, resources, dma, kexec)."""
+"""Models of the kernel's ``kernel/`` directory (printk, resources, fork, crash_reserve, dma,
+kexec), and :class:`~pykern.kernel.kernel.Kernel`, the running kernel's state
+(``m.kernel``)."""

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .printk import KernelLog
 
 __all__ = ["DdebugSite", "DDEBUG_SITES", "DynamicDebug", "DdebugError", "control_read",
-           "control_write"]
+           "control_write", "dynamic_debug_init"]
 
 _DPRINTK_FLAGS_PRINT = 1 << 0
 _DPRINTK_FLAGS_INCL_MODNAME = 1 << 1
@@ -389,7 +389,7 @@ def control_read(m: Machine) -> str:
     if not m.config["DYNAMIC_DEBUG"]:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory",
                                 "dynamic_debug/control")
-    return m.dynamic_debug.control()
+    return m.kernel.dynamic_debug.control()
 
 
 def control_write(m: Machine, rest: str, text: str) -> None:
@@ -399,4 +399,14 @@ def control_write(m: Machine, rest: str, text: str) -> None:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", rest)
     if not isinstance(text, str):
         raise OSError(errno.EINVAL, f"a query must be a str, not {type(text).__name__}")
-    m.dynamic_debug.write_control(m.log, text)
+    m.kernel.dynamic_debug.write_control(m.kernel.log, text)
+
+
+def dynamic_debug_init(m: Machine) -> None:
+    """``dynamic_debug_init``: this boot's ddebug tables (none without CONFIG_DYNAMIC_DEBUG),
+    then the ``dyndbg=`` and ``<module>.dyndbg=`` boot parameters applied in command-line
+    order (``ddebug_dyndbg_boot_param_cb``)."""
+    k = m.kernel
+    k.dynamic_debug = DynamicDebug(m.arch, m.config["DYNAMIC_DEBUG"])
+    for module, query in k.boot_params.dyndbg:
+        k.dynamic_debug.exec_queries(k.log, query, module)

@@ -300,7 +300,7 @@ class FaultInject:
 
     def __init__(self, m: Machine) -> None:
         self._m = m
-        self.log = m.log
+        self.log = m.kernel.log
         self.tasks: dict[int, TaskFault] = {MACHINE_PID: TaskFault(MACHINE_PID)}
         #: Tasks whose fail_nth is set (the fault points' fast path tests this first).
         self.nth_pending = 0
@@ -320,7 +320,7 @@ class FaultInject:
 
     def task(self, pid: int) -> TaskFault | None:
         """The live task ``pid`` (the machine context for MACHINE_PID), else None."""
-        if pid != MACHINE_PID and pid not in self._m.tasks:
+        if pid != MACHINE_PID and pid not in self._m.kernel.tasks:
             return None
         tf = self.tasks.get(pid)
         if tf is None:
@@ -351,7 +351,7 @@ class FaultInject:
 
     def recount(self) -> None:
         """Forget pending fail_nth of tasks that have exited."""
-        live = self._m.tasks
+        live = self._m.kernel.tasks
         for pid in [p for p, tf in self.tasks.items() if p != MACHINE_PID and p not in live]:
             del self.tasks[pid]
         self.nth_pending = sum(1 for tf in self.tasks.values() if tf.fail_nth)
@@ -455,11 +455,11 @@ def dump_stack(fi: FaultInject, cur: TaskFault, frames: list[str]) -> None:
     m = fi._m
     level = KERN_WARNING                      # KERN_DEFAULT prints at the default level 4
     release = m.linux_banner.split()[2]
-    kdump = "Kdump: loaded " if m.kexec_crash_image is not None else ""
+    kdump = "Kdump: loaded " if m.kernel.kexec.kexec_crash_image is not None else ""
     fi.log.printk(level, f"CPU: 0 UID: 0 PID: {cur.pid} Comm: {cur.comm[:20]} {kdump}"
-                         f"{print_tainted(m.tainted)} {release} #1 PREEMPT(voluntary) ")
-    if m.tainted:
-        fi.log.printk(level, print_tainted(m.tainted, verbose=True))
+                         f"{print_tainted(m.kernel.tainted)} {release} #1 PREEMPT(voluntary) ")
+    if m.kernel.tainted:
+        fi.log.printk(level, print_tainted(m.kernel.tainted, verbose=True))
     if m.arch == "arm64":
         from ..arch.arm64.dtb import DEFAULT_MODEL
         fi.log.printk(level, f"Hardware name: {DEFAULT_MODEL} (DT)")
@@ -475,15 +475,15 @@ def dump_stack(fi: FaultInject, cur: TaskFault, frames: list[str]) -> None:
 
 
 def _kernel_name(code: Any) -> str | None:
-    """The kernel name a pykern function stands for, or None for a pykern helper:
-    ``_name`` methods keep a kernel ``__name`` (module doc of :mod:`pykern.mm.page_alloc`),
-    other ``_`` names and dunders are pykern's own."""
+    """The kernel name a pykern function stands for, or None for a pykern helper: kernel
+    functions keep their names, leading double underscores included (``__free_one_page``,
+    module doc of :mod:`pykern.mm.page_alloc`); other ``_`` names and Python's
+    ``__dunder__`` methods are pykern's own."""
     name: str = code.co_name
-    if name[:1] == "<" or name[:2] == "__":
+    if name[:1] == "<" or name.endswith("__"):
         return None
-    if name[:1] == "_":
-        is_method = code.co_argcount > 0 and code.co_varnames[0] == "self"
-        return "_" + name if is_method else None
+    if name[:1] == "_" and name[:2] != "__":
+        return None
     return name
 
 
@@ -579,7 +579,7 @@ def _proc_task(m: Machine, rest: str) -> tuple[TaskFault, str] | None:
     context), ``<pid>/<file>`` or ``<pid>/task/<pid>/<file>`` (a live Task: one thread
     each, so its tid is its pid)."""
     parts = rest.split("/")
-    fi: FaultInject = m.fault_inject
+    fi: FaultInject = m.kernel.fault_inject
     if len(parts) == 4 and parts[1] == "task" and parts[2] == parts[0]:
         parts = [parts[0], parts[3]]
     if len(parts) != 2:
@@ -620,7 +620,7 @@ def proc_pid_fault_write(m: Machine, rest: str, text: str) -> bool:
         n = kstrtoull(data[:34].decode("latin-1"))
         if n > _U32:
             raise OSError(errno.ERANGE, "Numerical result out of range")
-        m.fault_inject.set_fail_nth(tf, n)
+        m.kernel.fault_inject.set_fail_nth(tf, n)
         return True
     raw = data[:PROC_NUMBUF - 1].decode("latin-1").strip()
     value = kstrtoll(raw)

@@ -14,7 +14,7 @@ __all__ = ["cma_debugfs_read", "cma_debugfs_write", "cma_sysfs_read"]
 
 
 def _area(m: Machine, name: str) -> Cma | None:
-    for cma in m.cma_areas:
+    for cma in m.kernel.cma_areas:
         if cma.activated and cma.name == name:
             return cma
     return None

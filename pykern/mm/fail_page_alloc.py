@@ -3,7 +3,7 @@
 ``fail_page_alloc`` is one fault attribute (:mod:`pykern.lib.fault_inject`) plus three
 filters of its own, with the kernel's defaults: ``ignore-gfp-wait`` Y (requests that may
 direct-reclaim never fail), ``ignore-gfp-highmem`` Y (nor do __GFP_HIGHMEM ones) and
-``min-order`` 1 (nor do order-0 ones).  :meth:`FailPageAlloc.should_fail_alloc_page` is
+``min-order`` 1 (nor do order-0 ones).  :func:`__should_fail_alloc_page` is
 called where the kernel's ``prepare_alloc_pages`` calls it, after the order check and the
 task's gfp context, before any zone is looked at; a forced failure makes the allocation
 return NULL at once, without the allocation-failure warning.
@@ -30,18 +30,14 @@ from ..lib.fault_inject import (
     FAULT_ATTR_FILES, FAULT_NOWARN, FaultAttr, FaultInject, fault_debugfs_read,
     fault_debugfs_write, python_frames, setup_fault_attr, should_fail_ex,
 )
-from . import gfp as G
+from .gfp import __GFP_DIRECT_RECLAIM, __GFP_HIGHMEM, __GFP_NOFAIL, __GFP_NOWARN
 
 if TYPE_CHECKING:
     from ..machine import Machine
 
 __all__ = ["FailPageAlloc", "FAIL_PAGE_ALLOC_FILES", "fail_page_alloc_init",
-           "fail_page_alloc_debugfs_read", "fail_page_alloc_debugfs_write"]
-
-_GFP_NOFAIL = G.__GFP_NOFAIL
-_GFP_HIGHMEM = G.__GFP_HIGHMEM
-_GFP_DIRECT_RECLAIM = G.__GFP_DIRECT_RECLAIM
-_GFP_NOWARN = G.__GFP_NOWARN
+           "__should_fail_alloc_page", "fail_page_alloc_debugfs_read",
+           "fail_page_alloc_debugfs_write"]
 
 #: Every file of the directory: name → (field of FailPageAlloc, kind).
 FAIL_PAGE_ALLOC_FILES: dict[str, tuple[str, str]] = {
@@ -56,7 +52,7 @@ FAIL_PAGE_ALLOC_FILES: dict[str, tuple[str, str]] = {
 _ENTRY_FRAMES = ["should_fail_ex", "__should_fail_alloc_page", "prepare_alloc_pages",
                  "__alloc_frozen_pages_noprof", "__alloc_pages_noprof"]
 _SKIP_MODULES = ("pykern.lib.fault_inject", "pykern.mm.fail_page_alloc")
-_SKIP_NAMES = frozenset({"alloc_pages", "__alloc_pages_pfn"})
+_SKIP_NAMES = frozenset({"alloc_pages", "__alloc_frozen_pages_noprof"})
 
 
 class FailPageAlloc:
@@ -76,27 +72,29 @@ class FailPageAlloc:
         """Can any allocation fail now?  (The allocator's fast path tests this first.)"""
         return bool(self.attr.probability or self.fi.nth_pending)
 
-    def should_fail_alloc_page(self, gfp: int, order: int) -> bool:
-        """``__should_fail_alloc_page``: the filters, then ``should_fail_ex`` with
-        ``1 << order`` and FAULT_NOWARN for a __GFP_NOWARN request."""
-        if order < self.min_order:
-            return False
-        if gfp & _GFP_NOFAIL:
-            return False
-        if self.ignore_gfp_highmem and gfp & _GFP_HIGHMEM:
-            return False
-        if self.ignore_gfp_reclaim and gfp & _GFP_DIRECT_RECLAIM:
-            return False
-        flags = FAULT_NOWARN if gfp & _GFP_NOWARN else 0
-        return should_fail_ex(self.fi, self.attr, 1 << order, flags, _frames)
+
+def __should_fail_alloc_page(fpa: FailPageAlloc, gfp: int, order: int) -> bool:
+    """``__should_fail_alloc_page``: the filters, then ``should_fail_ex`` with
+    ``1 << order`` and FAULT_NOWARN for a __GFP_NOWARN request."""
+    if order < fpa.min_order:
+        return False
+    if gfp & __GFP_NOFAIL:
+        return False
+    if fpa.ignore_gfp_highmem and gfp & __GFP_HIGHMEM:
+        return False
+    if fpa.ignore_gfp_reclaim and gfp & __GFP_DIRECT_RECLAIM:
+        return False
+    flags = FAULT_NOWARN if gfp & __GFP_NOWARN else 0
+    return should_fail_ex(fpa.fi, fpa.attr, 1 << order, flags, _frames)
 
 
 def fail_page_alloc_init(m: Machine) -> FaultInject:
     """At boot, once the allocator exists: set ``m.mm.fail_page_alloc`` up from the
     command line's last valid ``fail_page_alloc=`` (its parse warnings were printed with
-    the command line) and return this boot's :class:`FaultInject` (``m.fault_inject``)."""
+    the command line) and return this boot's :class:`FaultInject`
+    (``m.kernel.fault_inject``)."""
     fi = FaultInject(m)
-    m.mm.fail_page_alloc = FailPageAlloc(fi, m.boot_params.fail_page_alloc)
+    m.kernel.mm.fail_page_alloc = FailPageAlloc(fi, m.kernel.boot_params.fail_page_alloc)
     return fi
 
 
@@ -105,7 +103,7 @@ def _frames() -> list[str]:
 
 
 def _fpa(m: Machine) -> FailPageAlloc:
-    fpa = m.mm.fail_page_alloc
+    fpa = m.kernel.mm.fail_page_alloc
     assert fpa is not None, "set at boot (fail_page_alloc_init)"
     return fpa
 

@@ -50,5 +50,5 @@ GFP_TRANSHUGE = GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM
 
 
 def gfpflags_allow_blocking(gfp: int) -> bool:
-    """True when the request may sleep (has __GFP_DIRECT_RECLAIM)."""
+    """``gfpflags_allow_blocking``: the request may sleep (has __GFP_DIRECT_RECLAIM)."""
     return bool(gfp & __GFP_DIRECT_RECLAIM)

@@ -7,8 +7,19 @@ become one region, as ``memblock_reserve`` merges them (MM T6.3).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-__all__ = ["Memblock", "merge_add", "subtract"]
+from .mmzone import MAX_PAGE_ORDER, PAGE_SIZE
+from .page_alloc import __free_pages_core, page_zone
+
+if TYPE_CHECKING:
+    from .page_alloc import PageAlloc
+
+__all__ = ["Memblock", "merge_add", "subtract", "memblock_add", "memblock_remove",
+           "memblock_reserve", "memblock_phys_free", "memblock_start_of_DRAM",
+           "memblock_end_of_DRAM", "memblock_is_region_memory", "memblock_is_region_reserved",
+           "for_each_free_mem_range", "memblock_find_in_range", "__free_pages_memory",
+           "memblock_mem_limit_remove_map", "clip_to_memory"]
 
 Range = tuple[int, int]  # [base, end)
 
@@ -48,8 +59,89 @@ def subtract(regions: list[Range], base: int, end: int) -> list[Range]:
     return out
 
 
+def memblock_add(mb: Memblock, base: int, size: int) -> None:
+    """``memblock_add``: ``[base, base + size)`` becomes memory."""
+    merge_add(mb.memory, base, base + size)
+
+
+def memblock_remove(mb: Memblock, base: int, size: int) -> None:
+    """``memblock_remove``: the range is neither memory nor reserved any more."""
+    mb.memory = subtract(mb.memory, base, base + size)
+    mb.reserved = subtract(mb.reserved, base, base + size)
+
+
+def memblock_reserve(mb: Memblock, base: int, size: int) -> None:
+    """``memblock_reserve`` (MM T6.3): reserve the range, merged with its neighbours."""
+    merge_add(mb.reserved, base, base + size)
+
+
+def memblock_phys_free(mb: Memblock, base: int, size: int) -> None:
+    """``memblock_phys_free``: give a reservation back."""
+    mb.reserved = subtract(mb.reserved, base, base + size)
+
+
+def memblock_start_of_DRAM(mb: Memblock) -> int:
+    """``memblock_start_of_DRAM``: the lowest address of memory."""
+    return mb.memory[0][0]
+
+
+def memblock_end_of_DRAM(mb: Memblock) -> int:
+    """``memblock_end_of_DRAM``: the end of the highest region of memory."""
+    return mb.memory[-1][1]
+
+
+def memblock_is_region_memory(mb: Memblock, base: int, size: int) -> bool:
+    """``memblock_is_region_memory``: the whole range is memory."""
+    return any(b <= base and base + size <= e for b, e in mb.memory)
+
+
+def memblock_is_region_reserved(mb: Memblock, base: int, size: int) -> bool:
+    """``memblock_is_region_reserved``: some byte of the range is reserved."""
+    end = base + size
+    return any(b < end and base < e for b, e in mb.reserved)
+
+
+def for_each_free_mem_range(mb: Memblock) -> Iterator[Range]:
+    """``for_each_free_mem_range``: memory minus reservations, ascending."""
+    for b, e in mb.memory:
+        pieces = [(b, e)]
+        for rb, re_ in mb.reserved:
+            if rb >= e:
+                break
+            if re_ > b:
+                pieces = subtract(pieces, rb, re_)
+        yield from pieces
+
+
+def memblock_find_in_range(mb: Memblock, size: int, align: int, start: int, end: int,
+                           top_down: bool = True) -> int | None:
+    """``memblock_find_in_range``: an aligned free range inside [start, end).
+
+    Top-down returns the highest fit, bottom-up the lowest.
+    """
+    free = [(max(b, start), min(e, end)) for b, e in for_each_free_mem_range(mb)
+            if min(e, end) > max(b, start)]
+    if top_down:
+        for b, e in reversed(free):
+            cand = (e - size) & ~(align - 1)
+            if e - size >= 0 and cand >= b:
+                return cand
+    else:
+        for b, e in free:
+            cand = (b + align - 1) & ~(align - 1)
+            if cand + size <= e:
+                return cand
+    return None
+
+
 class Memblock:
-    """``memblock.memory`` and ``memblock.reserved`` of one boot."""
+    """``memblock.memory`` and ``memblock.reserved`` of one boot.
+
+    The methods are this module's kernel functions bound to the memblock (``mb.memblock_add
+    (base, size)`` is ``memblock_add(mb, base, size)``); ``is_region_memory``,
+    ``is_region_reserved`` and ``find_in_range`` are ``memblock_is_region_memory``,
+    ``memblock_is_region_reserved`` and ``memblock_find_in_range``.
+    """
 
     __slots__ = ("memory", "reserved")
 
@@ -57,62 +149,54 @@ class Memblock:
         self.memory: list[Range] = []
         self.reserved: list[Range] = []
 
-    def memblock_add(self, base: int, size: int) -> None:
-        merge_add(self.memory, base, base + size)
+    memblock_add = memblock_add
+    memblock_remove = memblock_remove
+    memblock_reserve = memblock_reserve
+    memblock_phys_free = memblock_phys_free
+    memblock_start_of_DRAM = memblock_start_of_DRAM
+    memblock_end_of_DRAM = memblock_end_of_DRAM
+    memblock_is_region_memory = memblock_is_region_memory
+    memblock_is_region_reserved = memblock_is_region_reserved
+    for_each_free_mem_range = for_each_free_mem_range
+    memblock_find_in_range = memblock_find_in_range
+    is_region_memory = memblock_is_region_memory
+    is_region_reserved = memblock_is_region_reserved
+    find_in_range = memblock_find_in_range
 
-    def memblock_remove(self, base: int, size: int) -> None:
-        self.memory = subtract(self.memory, base, base + size)
-        self.reserved = subtract(self.reserved, base, base + size)
 
-    def memblock_reserve(self, base: int, size: int) -> None:
-        merge_add(self.reserved, base, base + size)
+def __free_pages_memory(mm: PageAlloc, start: int, end: int) -> None:
+    """``__free_pages_memory`` (MM Z4): hand the pfns [start, end) to the buddy allocator
+    in the largest aligned chunks (``__free_pages_core``, to the tail of their lists); a
+    chunk never spans two zones."""
+    s = start
+    while s < end:
+        order = MAX_PAGE_ORDER if s == 0 else min(MAX_PAGE_ORDER, (s & -s).bit_length() - 1)
+        while s + (1 << order) > end:
+            order -= 1
+        zone = page_zone(mm, s)
+        while s + (1 << order) > zone.zone_end_pfn:
+            order -= 1
+        __free_pages_core(mm, s, order)
+        s += 1 << order
 
-    def memblock_phys_free(self, base: int, size: int) -> None:
-        """Give a reservation back (``memblock_phys_free``)."""
-        self.reserved = subtract(self.reserved, base, base + size)
 
-    def memblock_start_of_DRAM(self) -> int:
-        return self.memory[0][0]
+def memblock_mem_limit_remove_map(mb: Memblock, limit: int) -> None:
+    """``memblock_mem_limit_remove_map`` (MM Z0.1), arm64's ``mem=``: keep the first
+    ``limit`` bytes of memory counted across the regions in address order (cut at a page
+    boundary) and remove the rest."""
+    left, cut = limit, memblock_end_of_DRAM(mb)
+    for b, e in mb.memory:
+        if e - b >= left:
+            cut = b + left
+            break
+        left -= e - b
+    cut &= ~(PAGE_SIZE - 1)
+    end = memblock_end_of_DRAM(mb)
+    if cut < end:
+        memblock_remove(mb, cut, end - cut)
 
-    def memblock_end_of_DRAM(self) -> int:
-        return self.memory[-1][1]
 
-    def is_region_memory(self, base: int, size: int) -> bool:
-        """The whole range is memory."""
-        return any(b <= base and base + size <= e for b, e in self.memory)
-
-    def is_region_reserved(self, base: int, size: int) -> bool:
-        """Some byte of the range is reserved (``memblock_is_region_reserved``)."""
-        end = base + size
-        return any(b < end and base < e for b, e in self.reserved)
-
-    def for_each_free_mem_range(self) -> Iterator[Range]:
-        """Memory minus reservations, ascending."""
-        for b, e in self.memory:
-            pieces = [(b, e)]
-            for rb, re_ in self.reserved:
-                if rb >= e:
-                    break
-                if re_ > b:
-                    pieces = subtract(pieces, rb, re_)
-            yield from pieces
-
-    def find_in_range(self, size: int, align: int, start: int, end: int,
-                      top_down: bool = True) -> int | None:
-        """``memblock_find_in_range``: an aligned free range inside [start, end).
-
-        Top-down returns the highest fit, bottom-up the lowest.
-        """
-        free = [(max(b, start), min(e, end)) for b, e in self.for_each_free_mem_range()
-                if min(e, end) > max(b, start)]
-        if top_down:
-            for b, e in reversed(free):
-                cand = (e - size) & ~(align - 1)
-                if e - size >= 0 and cand >= b:
-                    return cand
-        else:
-            for b, e in free:
-                cand = (b + align - 1) & ~(align - 1)
-                if cand + size <= e:
-                    return cand
-        return None
+def clip_to_memory(mb: Memblock, base: int, end: int) -> list[Range]:
+    """The pieces of ``[base, end)`` that are memory.  [model] pykern reserves only what is
+    memory, so a default boot reservation over a hole or beyond ``mem=`` is dropped there."""
+    return [(max(b, base), min(e, end)) for b, e in mb.memory if min(e, end) > max(b, base)]

@@ -13,28 +13,35 @@ from typing import TYPE_CHECKING
 from . import gfp as G
 from .mmzone import ZONE_MOVABLE, pageblock_nr_pages
 from .page import PG_anon, PG_buddy, PG_head, PG_lru, PG_movable_ops, PG_unevictable, PG_valid
+from .page_alloc import __alloc_frozen_pages_noprof, __free_pages, page_zone
+from .vmstat import count_vm_events
 
 if TYPE_CHECKING:
     from ..machine import Machine
 
 __all__ = ["COMPACT_CLUSTER_MAX", "isolate_migratepages_range", "migrate_pages",
-           "putback_movable_pages", "isolate_lru_page"]
+           "putback_movable_pages", "folio_isolate_lru", "migrate_folio_move"]
 
 COMPACT_CLUSTER_MAX = 32
 NR_MAX_MIGRATE_PAGES_RETRY = 10
 
 
-def isolate_lru_page(m: Machine, pfn: int) -> None:
-    """Take a page off its LRU and hold the isolation reference (MM M2.7)."""
-    mem = m.mm.mem_map
+def folio_isolate_lru(m: Machine, pfn: int) -> bool:
+    """``folio_isolate_lru`` (``mm/vmscan.c``, MM M2.7): take a page off its LRU and hold
+    the isolation reference; False, and nothing done, for a page on no LRU."""
+    mem = m.kernel.mm.mem_map
     i = pfn - mem.base_pfn
+    if not mem.flags[i] & PG_lru:
+        return False
     mem.flags[i] &= ~PG_lru
     mem.refcount[i] += 1
+    return True
 
 
 def putback_movable_pages(m: Machine, pages: list[int]) -> None:
-    """Return isolated pages to their LRU and drop the isolation reference."""
-    mem = m.mm.mem_map
+    """``putback_movable_pages``: return isolated pages to their LRU and drop the isolation
+    reference."""
+    mem = m.kernel.mm.mem_map
     for pfn in pages:
         i = pfn - mem.base_pfn
         mem.flags[i] |= PG_lru
@@ -51,10 +58,11 @@ def isolate_migratepages_range(m: Machine, start: int, end: int,
     ``compact_isolated`` (``isolate_migratepages_block``).  Returns where the scan
     stopped (``cc->migrate_pfn``).
     """
-    mem = m.mm.mem_map
+    mm = m.kernel.mm
+    mem = mm.mem_map
     flags, refcount, mapcount, orders, base = (mem.flags, mem.refcount, mem.mapcount,
                                                mem.order, mem.base_pfn)
-    zone = m.mm.page_zone(start)
+    zone = page_zone(mm, start)
     pfn = start
     while pfn < end:
         block_end = min((pfn & ~(pageblock_nr_pages - 1)) + pageblock_nr_pages, end)
@@ -79,9 +87,9 @@ def isolate_migratepages_range(m: Machine, start: int, end: int,
             if f & PG_anon and refcount[i] > mapcount[i]:
                 pfn += 1  # pinned or otherwise referenced (MM M2.4)
                 continue
-            isolate_lru_page(m, pfn)
+            folio_isolate_lru(m, pfn)
             pages.insert(0, pfn)
-            m.mm.count_vm_events("compact_isolated", 1)
+            count_vm_events(mm, "compact_isolated", 1)
             pfn += 1
             if len(pages) >= COMPACT_CLUSTER_MAX:
                 return pfn
@@ -90,10 +98,10 @@ def isolate_migratepages_range(m: Machine, start: int, end: int,
     return max(pfn, start)
 
 
-def _move_mapping(m: Machine, src: int, dst: int) -> None:
+def migrate_folio_move(m: Machine, src: int, dst: int) -> None:
     """``migrate_folio_move`` and ``remove_migration_ptes`` for one page (MM M5): contents,
     flags and the one mapping go from ``src`` to ``dst``."""
-    mm = m.mm
+    mm = m.kernel.mm
     mem = mm.mem_map
     base = mem.base_pfn
     si, di = src - base, dst - base
@@ -106,21 +114,21 @@ def _move_mapping(m: Machine, src: int, dst: int) -> None:
     mapcount = mem.mapcount
     mapcount[di] = mapcount[si]
     mapcount[si] = 0
-    rmap = m.rmap
+    rmap = m.kernel.rmap
     ri, rj = src - rmap.base_pfn, dst - rmap.base_pfn
     task_id, vpn = rmap.owner[ri], rmap.vpn[ri]
     rmap.owner[ri] = rmap.vpn[ri] = 0
     rmap.owner[rj], rmap.vpn[rj] = task_id, vpn
-    task = m.tasks.get(task_id)
+    task = m.kernel.tasks.get(task_id)
     if task is not None:
         task.remap(vpn, dst)
-    src_zone, dst_zone = mm.page_zone(src), mm.page_zone(dst)
+    src_zone, dst_zone = page_zone(mm, src), page_zone(mm, dst)
     if src_zone is not dst_zone:
         src_zone.nr_inactive_anon -= 1
         dst_zone.nr_inactive_anon += 1
     # The source held its mapping and the isolation reference; both go now.
     mem.refcount[si] = 1
-    mm.free_pages(src, 0)
+    __free_pages(mm, src, 0)
 
 
 def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
@@ -134,7 +142,7 @@ def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
     failed, the one whose destination could not be allocated included (pages the call
     never reached are not counted), once per call as the kernel's totals are.
     """
-    mm = m.mm
+    mm = m.kernel.mm
     mem = mm.mem_map
     failed: list[int] = []
     moved = 0
@@ -146,15 +154,15 @@ def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
         if mem.refcount[i] != mem.mapcount[i] + 1:
             failed.append(pages.pop(0))
             continue
-        zone_gfp = gfp | (G.__GFP_HIGHMEM if mm.page_zone(src).idx == ZONE_MOVABLE else 0)
-        dst = mm._alloc_pages_pfn(zone_gfp, 0)
+        zone_gfp = gfp | (G.__GFP_HIGHMEM if page_zone(mm, src).idx == ZONE_MOVABLE else 0)
+        dst = __alloc_frozen_pages_noprof(mm, zone_gfp, 0)
         if dst is None:
             ret = -errno.ENOMEM
             break
         pages.pop(0)
-        _move_mapping(m, src, dst)
+        migrate_folio_move(m, src, dst)
         moved += 1
-    mm.count_vm_events("pgmigrate_success", moved)
-    mm.count_vm_events("pgmigrate_fail", len(failed) + (ret == -errno.ENOMEM))
+    count_vm_events(mm, "pgmigrate_success", moved)
+    count_vm_events(mm, "pgmigrate_fail", len(failed) + (ret == -errno.ENOMEM))
     pages.extend(failed)
     return ret if ret else len(failed)

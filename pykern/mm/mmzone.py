@@ -17,7 +17,8 @@ __all__ = [
     "migratetype_names", "ZONE_DMA", "ZONE_DMA32", "ZONE_NORMAL", "ZONE_MOVABLE",
     "MAX_NR_ZONES", "zone_names", "WMARK_MIN", "WMARK_LOW", "WMARK_HIGH", "WMARK_PROMO",
     "migratetype_is_mergeable", "is_migrate_movable", "fallbacks", "Zone",
-    "PFN_PHYS", "PHYS_PFN",
+    "PFN_PHYS", "PHYS_PFN", "pageblock_start_pfn", "pageblock_align", "zone_end_pfn",
+    "zone_spans_pfn", "populated_zone", "wmark_pages",
 ]
 
 PAGE_SHIFT = 12
@@ -54,11 +55,23 @@ fallbacks: tuple[tuple[int, ...], ...] = (
 
 
 def PFN_PHYS(pfn: int) -> int:
+    """``PFN_PHYS``: the physical address of a pfn."""
     return pfn << PAGE_SHIFT
 
 
 def PHYS_PFN(phys: int) -> int:
+    """``PHYS_PFN``: the pfn holding a physical address."""
     return phys >> PAGE_SHIFT
+
+
+def pageblock_start_pfn(pfn: int) -> int:
+    """``pageblock_start_pfn``: the first pfn of the pageblock holding ``pfn``."""
+    return pfn & ~(pageblock_nr_pages - 1)
+
+
+def pageblock_align(pfn: int) -> int:
+    """``pageblock_align``: ``pfn`` rounded up to a pageblock boundary."""
+    return -(-pfn // pageblock_nr_pages) * pageblock_nr_pages
 
 
 def migratetype_is_mergeable(mt: int) -> bool:
@@ -70,6 +83,26 @@ def migratetype_is_mergeable(mt: int) -> bool:
 def is_migrate_movable(mt: int) -> bool:
     """``is_migrate_movable`` (MM C1.7): Movable and CMA."""
     return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
+
+
+def zone_end_pfn(zone: Zone) -> int:
+    """``zone_end_pfn``: the pfn after the zone's span."""
+    return zone.zone_start_pfn + zone.spanned_pages
+
+
+def zone_spans_pfn(zone: Zone, pfn: int) -> bool:
+    """``zone_spans_pfn``: ``pfn`` lies in the zone's span."""
+    return zone.zone_start_pfn <= pfn < zone.zone_start_pfn + zone.spanned_pages
+
+
+def populated_zone(zone: Zone) -> bool:
+    """``populated_zone``: the zone has present pages."""
+    return zone.present_pages > 0
+
+
+def wmark_pages(zone: Zone, which: int) -> int:
+    """``wmark_pages``: the stored watermark plus the boost (MM A10)."""
+    return zone._watermark[which] + zone.watermark_boost
 
 
 class Zone:
@@ -112,28 +145,11 @@ class Zone:
         self.nr_inactive_anon = 0
         self.kswapd_wake = False
 
-    @property
-    def zone_end_pfn(self) -> int:
-        return self.zone_start_pfn + self.spanned_pages
-
-    def zone_spans_pfn(self, pfn: int) -> bool:
-        return self.zone_start_pfn <= pfn < self.zone_start_pfn + self.spanned_pages
-
-    def populated_zone(self) -> bool:
-        return self.present_pages > 0
-
-    def wmark_pages(self, which: int) -> int:
-        """The stored watermark plus the boost (``wmark_pages``)."""
-        return self._watermark[which] + self.watermark_boost
-
-    def min_wmark_pages(self) -> int:
-        return self.wmark_pages(WMARK_MIN)
-
-    def low_wmark_pages(self) -> int:
-        return self.wmark_pages(WMARK_LOW)
-
-    def high_wmark_pages(self) -> int:
-        return self.wmark_pages(WMARK_HIGH)
+    # The mmzone.h helpers, bound to the zone (``zone.zone_end_pfn`` reads as a field).
+    zone_end_pfn = property(zone_end_pfn)
+    zone_spans_pfn = zone_spans_pfn
+    populated_zone = populated_zone
+    wmark_pages = wmark_pages
 
     def __repr__(self) -> str:
         return (f"<Zone {self.name} pfn {self.zone_start_pfn:#x}+{self.spanned_pages:#x}"

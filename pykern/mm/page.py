@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PG_buddy", "PG_reserved", "PG_lru", "PG_movable_ops", "PG_head", "PG_anon",
     "PG_unevictable", "PG_valid", "NO_ALLOC", "PB_migrate_mask", "PB_migrate_skip",
-    "PB_migrate_isolate", "MemMap", "Page",
+    "PB_migrate_isolate", "MemMap", "Page", "pfn_valid",
 ]
 
 # Bits of MemMap.flags (one byte per page).
@@ -46,6 +46,13 @@ def _zeros(typecode: str, n: int) -> array[int]:
     a = array(typecode)
     a.frombytes(bytes(n * a.itemsize))
     return a
+
+
+def pfn_valid(mem: MemMap, pfn: int) -> bool:
+    """``pfn_valid``: ``pfn`` is RAM that this kernel knows about (not a hole, not beyond
+    ``mem=``)."""
+    i = pfn - mem.base_pfn
+    return 0 <= i < len(mem.flags) and bool(mem.flags[i] & PG_valid)
 
 
 class MemMap:
@@ -76,10 +83,7 @@ class MemMap:
     def nr_slots(self) -> int:
         return self.end_pfn - self.base_pfn
 
-    def pfn_valid(self, pfn: int) -> bool:
-        """True when ``pfn`` is RAM that this kernel knows about."""
-        i = pfn - self.base_pfn
-        return 0 <= i < len(self.flags) and bool(self.flags[i] & PG_valid)
+    pfn_valid = pfn_valid
 
     def metadata_bytes(self) -> int:
         """Bytes of per-page and per-pageblock state (for the memory bench)."""

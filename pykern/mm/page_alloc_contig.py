@@ -13,15 +13,23 @@ from . import gfp as G
 from .migrate import isolate_migratepages_range, migrate_pages, putback_movable_pages
 from .mmzone import MAX_PAGE_ORDER, pageblock_nr_pages
 from .page import PG_buddy, PG_head, PG_reserved, PG_valid
-from .page_isolation import (
-    PB_ISOLATE_MODE_CMA_ALLOC, PB_ISOLATE_MODE_OTHER, find_large_buddy,
-    start_isolate_page_range, test_pages_isolated, undo_isolate_page_range,
+from .page_alloc import (
+    __free_pages, del_page_from_free_list, find_large_buddy, free_one_page,
+    free_pages_prepare, page_zone, post_alloc_hook,
 )
+from .page_isolation import (
+    PB_ISOLATE_MODE_CMA_ALLOC, PB_ISOLATE_MODE_OTHER, start_isolate_page_range,
+    test_pages_isolated, undo_isolate_page_range,
+)
+from .vmstat import count_vm_events
 
 if TYPE_CHECKING:
     from ..machine import Machine
 
-__all__ = ["ACR_FLAGS_NONE", "ACR_FLAGS_CMA", "alloc_contig_range", "free_contig_range"]
+__all__ = ["ACR_FLAGS_NONE", "ACR_FLAGS_CMA", "alloc_contig_range", "free_contig_range",
+           "free_contig_range_pages", "__alloc_contig_verify_gfp_mask",
+           "__alloc_contig_migrate_range", "isolate_freepages_range", "release_free_list",
+           "split_free_pages"]
 
 ACR_FLAGS_NONE = 0
 ACR_FLAGS_CMA = 1
@@ -38,7 +46,7 @@ _IGNORED = (G.GFP_ZONEMASK | G.__GFP_RECLAIMABLE | G.__GFP_WRITE | G.__GFP_HARDW
 MAX_FOLIO_ORDER = 18  # PUD order with 4 KiB pages: the largest folio arm64/x86_64 make
 
 
-def alloc_contig_verify_gfp_mask(gfp: int) -> int | None:
+def __alloc_contig_verify_gfp_mask(gfp: int) -> int | None:
     """``__alloc_contig_verify_gfp_mask`` (MM R1): the gfp for migration, or None for EINVAL.
 
     Zone, mobility and placement hints (__GFP_WRITE and __GFP_HARDWALL included) are
@@ -53,7 +61,7 @@ def alloc_contig_verify_gfp_mask(gfp: int) -> int | None:
             | G.__GFP_RETRY_MAYFAIL)
 
 
-def alloc_contig_migrate_range(m: Machine, start: int, end: int, gfp: int) -> int:
+def __alloc_contig_migrate_range(m: Machine, start: int, end: int, gfp: int) -> int:
     """``__alloc_contig_migrate_range`` (MM R3): migrate the in-use pages out of
     [start, end); 0, -EBUSY after 5 rounds on the same list, or -ENOMEM."""
     pages: list[int] = []
@@ -88,9 +96,9 @@ def isolate_freepages_range(m: Machine, start: int, end: int,
     hits a gap adds nothing.  On a gap everything taken so far goes back
     (``release_free_list``).  ``freelist`` receives the taken blocks as (pfn, order).
     """
-    mm = m.mm
+    mm = m.kernel.mm
     mem = mm.mem_map
-    zone = mm.page_zone(start)
+    zone = page_zone(mm, start)
     taken: list[tuple[int, int]] = [] if freelist is None else freelist
     pfn = start
     while pfn < end:
@@ -104,11 +112,11 @@ def isolate_freepages_range(m: Machine, start: int, end: int,
                 release_free_list(m, taken)
                 return 0
             order = mem.order[i]
-            mm.del_page_from_free_list(pfn, zone, order, mem.freelist_mt[i])
+            del_page_from_free_list(mm, pfn, zone, order, mem.freelist_mt[i])
             taken.append((pfn, order))
             isolated += 1 << order
             pfn += 1 << order
-        mm.count_vm_events("compact_isolated", isolated)
+        count_vm_events(mm, "compact_isolated", isolated)
     return pfn
 
 
@@ -120,7 +128,7 @@ def release_free_list(m: Machine, freelist: list[tuple[int, int]]) -> None:
     init_on_alloc clears it) and is then freed like any allocation (init_on_free clears
     it, /proc/vmstat ``pgfree`` counts it).
     """
-    mm = m.mm
+    mm = m.kernel.mm
     mem = mm.mem_map
     for order in sorted({o for _, o in freelist}):
         for pfn, o in freelist:
@@ -131,32 +139,25 @@ def release_free_list(m: Machine, freelist: list[tuple[int, int]]) -> None:
             mem.order[i] = 0
             mem.refcount[i] = 1
             mem.alloc_order[i] = order
-            post_alloc_hook(m, pfn, 1 << order, G.__GFP_MOVABLE)
-            mm.free_pages(pfn, order)
+            post_alloc_hook(mm, pfn, 1 << order, G.__GFP_MOVABLE)
+            __free_pages(mm, pfn, order)
     freelist.clear()
 
 
-def post_alloc_hook(m: Machine, pfn: int, nr: int, gfp: int) -> None:
-    """The page-contents part of ``post_alloc_hook`` (MM P8): clear the pages when
-    init_on_alloc=1 or the request has __GFP_ZERO, unless init_on_free=1 (the pages were
-    cleared when they were freed)."""
-    mm = m.mm
-    if not mm.init_on_free and (mm.init_on_alloc or gfp & G.__GFP_ZERO):
-        m.physmem.clear_pages(pfn, nr)
-
-
-def _hand_out(m: Machine, start: int, end: int, gfp: int) -> None:
+def split_free_pages(m: Machine, start: int, end: int, gfp: int) -> None:
     """``split_free_pages`` (MM R7): the post-allocation hook on every grabbed page with
     the caller's gfp (so init_on_alloc=1 clears them, as it clears any allocation), then
-    order-0 pages with one reference each, in pfn order."""
-    mem = m.mm.mem_map
+    order-0 pages with one reference each, in pfn order.  [model] The grabbed range as one
+    run of pages rather than the list of blocks ``isolate_freepages_range`` took."""
+    mm = m.kernel.mm
+    mem = mm.mem_map
     i, j = start - mem.base_pfn, end - mem.base_pfn
     mem.flags[i:j] = bytes([PG_valid]) * (j - i)
     mem.order[i:j] = bytes(j - i)
     mem.alloc_order[i:j] = bytes(j - i)
     for k in range(i, j):
         mem.refcount[k] = 1
-    post_alloc_hook(m, start, end - start, gfp)
+    post_alloc_hook(mm, start, end - start, gfp)
 
 
 def alloc_contig_range(m: Machine, start: int, end: int, acr_flags: int, gfp: int) -> int:
@@ -169,11 +170,11 @@ def alloc_contig_range(m: Machine, start: int, end: int, acr_flags: int, gfp: in
     every list (**[quirk]** ``contig-comp-mismatch-leak``; the fix releases them, as
     upstream's "mm/page_alloc: free allocated PFNs if the range does not match" does).
     """
-    mm = m.mm
+    mm = m.kernel.mm
     order = (end - start).bit_length() - 1
     if gfp & G.__GFP_COMP and order > MAX_FOLIO_ORDER:
         return -errno.EINVAL
-    mig_gfp = alloc_contig_verify_gfp_mask(gfp)
+    mig_gfp = __alloc_contig_verify_gfp_mask(gfp)
     if mig_gfp is None:
         return -errno.EINVAL
     mode = PB_ISOLATE_MODE_CMA_ALLOC if acr_flags & ACR_FLAGS_CMA else PB_ISOLATE_MODE_OTHER
@@ -186,8 +187,8 @@ def alloc_contig_range(m: Machine, start: int, end: int, acr_flags: int, gfp: in
 
 def _alloc_isolated(m: Machine, start: int, end: int, mode: int, gfp: int,
                     mig_gfp: int) -> int:
-    mm = m.mm
-    ret = alloc_contig_migrate_range(m, start, end, mig_gfp)
+    mm = m.kernel.mm
+    ret = __alloc_contig_migrate_range(m, start, end, mig_gfp)
     if ret and ret != -errno.EBUSY:
         return ret
     outer_start = find_large_buddy(mm, start)
@@ -198,7 +199,7 @@ def _alloc_isolated(m: Machine, start: int, end: int, mode: int, gfp: int,
     if not outer_end:
         return -errno.EBUSY
     if not gfp & G.__GFP_COMP:
-        _hand_out(m, outer_start, outer_end, gfp)
+        split_free_pages(m, outer_start, outer_end, gfp)
         if start != outer_start:
             free_contig_range(m, outer_start, start - outer_start)
         if end != outer_end:
@@ -206,18 +207,18 @@ def _alloc_isolated(m: Machine, start: int, end: int, mode: int, gfp: int,
         return 0
     n = end - start
     if start == outer_start and end == outer_end and n & (n - 1) == 0:
-        _hand_out(m, start, end, gfp)
+        split_free_pages(m, start, end, gfp)
         mem = mm.mem_map
         mem.flags[start - mem.base_pfn] |= PG_head
         mem.order[start - mem.base_pfn] = n.bit_length() - 1
         return 0
-    if "contig-comp-mismatch-leak" in m.fixes:
+    if m.fixes.on("contig-comp-mismatch-leak"):
         release_free_list(m, freelist)
-        m.log.warn(f"WARNING: PFN range: allocated [{outer_start}, {outer_end}) does not "
-                   f"match requested [{start}, {end}), freeing allocated PFNs")
+        m.kernel.log.warn(f"WARNING: PFN range: allocated [{outer_start}, {outer_end}) does not "
+                          f"match requested [{start}, {end}), freeing allocated PFNs")
     else:
-        m.log.warn(f"WARNING: PFN range: requested [{start}, {end}), allocated "
-                   f"[{outer_start}, {outer_end})")
+        m.kernel.log.warn(f"WARNING: PFN range: requested [{start}, {end}), allocated "
+                          f"[{outer_start}, {outer_end})")
     return -errno.EINVAL
 
 
@@ -227,14 +228,14 @@ def free_contig_range_pages(m: Machine, pfn: int, nr_pages: int) -> None:
 
     The reference twin of :func:`free_contig_range`'s batched path (a test compares them).
     """
-    mm = m.mm
+    mm = m.kernel.mm
     mem = mm.mem_map
     still = 0
     for p in range(pfn, pfn + nr_pages):
         still += mem.refcount[p - mem.base_pfn] != 1
-        mm.free_pages(p, 0)
+        __free_pages(mm, p, 0)
     if still:
-        m.log.warn(f"WARNING: {still} pages are still in use!")
+        m.kernel.log.warn(f"WARNING: {still} pages are still in use!")
 
 
 _FREE_MASK = bytes(b & (PG_valid | PG_reserved | PG_buddy) for b in range(256))
@@ -250,7 +251,7 @@ def free_contig_range(m: Machine, pfn: int, nr_pages: int) -> None:
     of the intermediate pieces come and go without moving anybody else.  That batched path
     is taken; anything unusual goes page by page (:func:`free_contig_range_pages`).
     """
-    mm = m.mm
+    mm = m.kernel.mm
     mem = mm.mem_map
     i = pfn - mem.base_pfn
     n = nr_pages
@@ -265,9 +266,9 @@ def free_contig_range(m: Machine, pfn: int, nr_pages: int) -> None:
     p, end = pfn, pfn + n
     while p < end:
         order = min(MAX_PAGE_ORDER, (p & -p).bit_length() - 1) if p else MAX_PAGE_ORDER
-        zone_end = mm.page_zone(p).zone_end_pfn
-        while p + (1 << order) > min(end, zone_end):
+        zone = page_zone(mm, p)
+        while p + (1 << order) > min(end, zone.zone_end_pfn):
             order -= 1
-        mm.free_pages_prepare(p, order)
-        mm.free_one_page(p, order)
+        free_pages_prepare(mm, p, order)
+        free_one_page(mm, zone, p, order)
         p += 1 << order

@@ -14,21 +14,58 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING
 
 from . import gfp as G
-from .migrate import isolate_lru_page, migrate_pages, putback_movable_pages
+from .gfp import __GFP_NOWARN
+from .migrate import folio_isolate_lru, migrate_pages, putback_movable_pages
 from .mmzone import MIGRATE_CMA, MIGRATE_ISOLATE, PAGE_SHIFT, PAGE_SIZE, ZONE_MOVABLE
 from .page import PG_anon, PG_lru, PG_valid
+from .page_alloc import get_pfnblock_migratetype, page_zone
 
 if TYPE_CHECKING:
     from ..machine import Machine
+    from .page_alloc import PageAlloc
 
 _GFP_ZERO = G.__GFP_ZERO  # class bodies would mangle the dunder name
-_GFP_NOWARN = G.__GFP_NOWARN  # class bodies would mangle the dunder name
 _GFP_MOVABLE = G.__GFP_MOVABLE  # class bodies would mangle the dunder name
 
-__all__ = ["Task", "GUP_PIN_COUNTING_BIAS", "TASK_UNMAPPED_BASE"]
+__all__ = ["Task", "GUP_PIN_COUNTING_BIAS", "TASK_UNMAPPED_BASE", "folio_is_longterm_pinnable",
+           "check_and_migrate_movable_pages"]
 
 GUP_PIN_COUNTING_BIAS = 1024
 TASK_UNMAPPED_BASE = 0x7F00_0000_0000
+
+
+def folio_is_longterm_pinnable(mm: PageAlloc, pfn: int) -> bool:
+    """``folio_is_longterm_pinnable`` (MM M7.1): not in a CMA or isolated pageblock, nor
+    in ZONE_MOVABLE."""
+    mt = get_pfnblock_migratetype(mm, pfn)
+    return not (mt in (MIGRATE_CMA, MIGRATE_ISOLATE) or page_zone(mm, pfn).idx
+                == ZONE_MOVABLE)
+
+
+def check_and_migrate_movable_pages(m: Machine, pfns: list[int]) -> None:
+    """``check_and_migrate_movable_pages`` (``mm/gup.c``, MM M7.2): migrate the pages a
+    long-term pin may not hold (CMA, ZONE_MOVABLE) with GFP_USER | __GFP_NOWARN and no
+    __GFP_MOVABLE (PF_MEMALLOC_PIN).
+
+    [model] The kernel returns -EAGAIN for the caller to pin again; pykern raises
+    OSError(ENOMEM) when a page cannot move and returns otherwise.
+    """
+    mm = m.kernel.mm
+    movable = [p for p in pfns if not folio_is_longterm_pinnable(mm, p)]
+    if not movable:
+        return
+    pages: list[int] = []
+    for pfn in movable:
+        if folio_isolate_lru(m, pfn):
+            pages.insert(0, pfn)
+    mm.memalloc_pin = True
+    try:
+        ret = migrate_pages(m, pages, G.GFP_USER | __GFP_NOWARN)
+    finally:
+        mm.memalloc_pin = False
+    if ret != 0:
+        putback_movable_pages(m, pages)
+        raise OSError(errno.ENOMEM, "pin(longterm): pages could not leave CMA/ZONE_MOVABLE")
 
 
 class Task:
@@ -65,7 +102,7 @@ class Task:
         if isinstance(npages, bool) or not isinstance(npages, int) or npages <= 0:
             raise ValueError(f"mmap_anon: npages {npages!r} must be a positive int")
         m = self._m
-        mm = m.mm
+        mm = m.kernel.mm
         gfp = G.GFP_HIGHUSER_MOVABLE | _GFP_ZERO
         if mm.memalloc_pin:
             gfp &= ~_GFP_MOVABLE
@@ -84,8 +121,8 @@ class Task:
             i = pfn - mem.base_pfn
             mem.flags[i] |= PG_lru | PG_anon
             mem.mapcount[i] = 1
-            m.rmap.set(pfn, self.pid, start + k)
-            mm.page_zone(pfn).nr_inactive_anon += 1
+            m.kernel.rmap.set(pfn, self.pid, start + k)
+            page_zone(mm, pfn).nr_inactive_anon += 1
         self._starts.insert(bisect_right(self._starts, start), start)
         self._maps[start] = pfns
         return start << PAGE_SHIFT
@@ -151,14 +188,6 @@ class Task:
             out.append(table[j])
         return out
 
-    def _longterm_pinnable(self, pfn: int) -> bool:
-        """``folio_is_longterm_pinnable`` (MM M7.1): not in a CMA or isolated pageblock, nor
-        in ZONE_MOVABLE."""
-        mm = self._m.mm
-        mt = mm.get_pfnblock_migratetype(pfn)
-        return not (mt in (MIGRATE_CMA, MIGRATE_ISOLATE) or mm.page_zone(pfn).idx
-                    == ZONE_MOVABLE)
-
     def pin(self, va: int, npages: int, longterm: bool = False) -> None:
         """``pin_user_pages``: FOLL_PIN, with FOLL_LONGTERM when ``longterm``.
 
@@ -169,41 +198,23 @@ class Task:
         self._check_alive()
         pfns = self._range_pfns(va, npages)
         if longterm:
-            self._migrate_unpinnable(pfns)
+            check_and_migrate_movable_pages(self._m, pfns)
             pfns = self._range_pfns(va, npages)
-            if not all(self._longterm_pinnable(p) for p in pfns):
+            mm = self._m.kernel.mm
+            if not all(folio_is_longterm_pinnable(mm, p) for p in pfns):
                 raise OSError(errno.ENOMEM, "pin(longterm): a page is still in CMA")
-        mem = self._m.mm.mem_map
+        mem = self._m.kernel.mm.mem_map
         for pfn in pfns:
             i = pfn - mem.base_pfn
             mem.refcount[i] += GUP_PIN_COUNTING_BIAS
             mem.pincount[i] += 1
 
-    def _migrate_unpinnable(self, pfns: list[int]) -> None:
-        m = self._m
-        movable = [p for p in pfns if not self._longterm_pinnable(p)]
-        if not movable:
-            return
-        pages: list[int] = []
-        mem = m.mm.mem_map
-        for pfn in movable:
-            if mem.flags[pfn - mem.base_pfn] & PG_lru:
-                isolate_lru_page(m, pfn)
-                pages.insert(0, pfn)
-        m.mm.memalloc_pin = True
-        try:
-            ret = migrate_pages(m, pages, G.GFP_USER | _GFP_NOWARN)
-        finally:
-            m.mm.memalloc_pin = False
-        if ret != 0:
-            putback_movable_pages(m, pages)
-            raise OSError(errno.ENOMEM, "pin(longterm): pages could not leave CMA/ZONE_MOVABLE")
 
     def unpin(self, va: int, npages: int) -> None:
         """``unpin_user_pages``: drop one pin of either kind from each page."""
         self._check_alive()
         pfns = self._range_pfns(va, npages)
-        mem = self._m.mm.mem_map
+        mem = self._m.kernel.mm.mem_map
         for pfn in pfns:
             if mem.pincount[pfn - mem.base_pfn] <= 0:
                 raise ValueError(f"unpin: task {self.pid}: page at pfn {pfn:#x} is not pinned")
@@ -218,7 +229,7 @@ class Task:
         if not self.alive:
             return
         m = self._m
-        mm = m.mm
+        mm = m.kernel.mm
         mem = mm.mem_map
         for start in self._starts:
             for pfn in self._maps[start]:
@@ -227,13 +238,13 @@ class Task:
                 mem.pincount[i] = 0
                 mem.flags[i] &= PG_valid
                 mem.mapcount[i] = 0
-                m.rmap.clear(pfn)
-                mm.page_zone(pfn).nr_inactive_anon -= 1
+                m.kernel.rmap.clear(pfn)
+                page_zone(mm, pfn).nr_inactive_anon -= 1
                 mm.free_pages(pfn, 0)
         self._starts.clear()
         self._maps.clear()
         self.alive = False
-        m.tasks.pop(self.pid, None)
+        m.kernel.tasks.pop(self.pid, None)
 
     def mappings(self) -> list[tuple[int, int]]:
         """(address, npages) of every mapping, ascending."""

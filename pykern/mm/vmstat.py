@@ -15,14 +15,17 @@ from .mmzone import (
     MIGRATE_TYPES, NR_PAGE_ORDERS, WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO,
     migratetype_names, pageblock_nr_pages, pageblock_order,
 )
+from .page_alloc import get_pfnblock_migratetype, page_zone
 
 if TYPE_CHECKING:
     from ..machine import Machine
     from .mmzone import Zone
+    from .page_alloc import PageAlloc
 
 __all__ = [
     "buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat",
     "NODE_STAT_NAMES", "ZONE_STAT_NAMES", "NUMA_STAT_NAMES", "vmstat_names",
+    "calculate_normal_threshold", "count_vm_events",
 ]
 
 NODE_ID = 0
@@ -132,7 +135,7 @@ def frag_show_print(zone: Zone) -> str:
 
 def buddyinfo(m: Machine) -> str:
     """``frag_show``: /proc/buddyinfo, populated zones in index order (MM T1)."""
-    return "".join(frag_show_print(z) for z in m.mm.zones if z.populated_zone())
+    return "".join(frag_show_print(z) for z in m.kernel.mm.zones if z.populated_zone())
 
 
 # --------------------------------------------------------------- pagetypeinfo
@@ -159,19 +162,19 @@ def pagetypeinfo_showfree(m: Machine) -> str:
     header = f"{'Free pages count per migrate type at order':<43} " + "".join(
         f"{order:6d} " for order in range(NR_PAGE_ORDERS)) + "\n"
     return header + "".join(pagetypeinfo_showfree_print(z)
-                            for z in m.mm.zones if z.populated_zone())
+                            for z in m.kernel.mm.zones if z.populated_zone())
 
 
 def count_pageblocks(m: Machine, zone: Zone) -> list[int]:
     """Pageblocks of ``zone`` per type, as ``pagetypeinfo_showblockcount_print`` counts:
     one pfn per pageblock step from zone_start_pfn, skipping pfns that are not RAM or
     belong to another zone; isolated blocks count as Isolate (MM T2.5, P4)."""
-    mm = m.mm
+    mm = m.kernel.mm
     count = [0] * MIGRATE_TYPES
     for pfn in range(zone.zone_start_pfn, zone.zone_end_pfn, pageblock_nr_pages):
-        if not mm.mem_map.pfn_valid(pfn) or mm.page_zone(pfn) is not zone:
+        if not mm.mem_map.pfn_valid(pfn) or page_zone(mm, pfn) is not zone:
             continue
-        mt = mm.get_pfnblock_migratetype(pfn)
+        mt = get_pfnblock_migratetype(mm, pfn)
         if mt < MIGRATE_TYPES:
             count[mt] += 1
     return count
@@ -188,7 +191,7 @@ def pagetypeinfo_showblockcount(m: Machine) -> str:
     header = "\n" + f"{'Number of blocks type ':<23}" + "".join(
         f"{name:>12} " for name in migratetype_names) + "\n"
     return header + "".join(pagetypeinfo_showblockcount_print(m, z)
-                            for z in m.mm.zones if z.populated_zone())
+                            for z in m.kernel.mm.zones if z.populated_zone())
 
 
 def pagetypeinfo(m: Machine) -> str:
@@ -202,7 +205,7 @@ def pagetypeinfo(m: Machine) -> str:
 # ------------------------------------------------------------------- zoneinfo
 def task_pages(m: Machine) -> int:
     """Pages mapped by tasks, node-wide: NR_INACTIVE_ANON = NR_ANON_PAGES (MM T3.2)."""
-    return sum(z.nr_inactive_anon for z in m.mm.zones)
+    return sum(z.nr_inactive_anon for z in m.kernel.mm.zones)
 
 
 def node_page_state(m: Machine) -> dict[str, int]:
@@ -236,9 +239,9 @@ def _stat_lines(state: dict[str, int]) -> list[str]:
 
 def stat_threshold(m: Machine, zone: Zone) -> int:
     """``per_cpu_zonestats->stat_threshold`` of ``zone`` (MM T3.5), from the value the
-    boot stored in ``m.vm_stat_threshold``: one int for every zone, or one per zone
+    boot stored in ``m.kernel.vm_stat_threshold``: one int for every zone, or one per zone
     index."""
-    value: object = m.vm_stat_threshold
+    value: object = m.kernel.vm_stat_threshold
     if isinstance(value, int):
         return value
     assert isinstance(value, Sequence)
@@ -283,7 +286,7 @@ def _pageset_lines(m: Machine, zone: Zone) -> list[str]:
 
 def is_zone_first_populated(m: Machine, zone: Zone) -> bool:
     """``is_zone_first_populated``: ``zone`` is node 0's lowest populated zone."""
-    first = next((z for z in m.mm.zones if z.populated_zone()), None)
+    first = next((z for z in m.kernel.mm.zones if z.populated_zone()), None)
     return first is zone
 
 
@@ -305,16 +308,23 @@ def zoneinfo_show_print(m: Machine, zone: Zone) -> str:
 
 def zoneinfo(m: Machine) -> str:
     """``zoneinfo_show``: every zone of node 0 in index order, populated or not (MM T3)."""
-    return "".join(zoneinfo_show_print(m, z) for z in m.mm.zones)
+    return "".join(zoneinfo_show_print(m, z) for z in m.kernel.mm.zones)
 
 
 # --------------------------------------------------------------------- vmstat
+def count_vm_events(mm: PageAlloc, item: str, delta: int) -> None:
+    """``count_vm_events`` (``include/linux/vmstat.h``): add ``delta`` to the /proc/vmstat
+    event ``item`` (``m.mm.vm_events``)."""
+    if delta:
+        mm.vm_events[item] = mm.vm_events.get(item, 0) + delta
+
+
 def global_state(m: Machine) -> dict[str, int]:
     """The counters /proc/vmstat sums over zones and the node (MM P6, T3), and the
     allocator's own events: ``pgalloc_<zone>`` (pages handed out by rmqueue in that zone)
     and ``pgfree`` (pages given to the buddy allocator: boot release and CMA activation
     included, as ``__free_pages_core`` counts them)."""
-    zones = m.mm.zones
+    zones = m.kernel.mm.zones
     anon = task_pages(m)
     hits = sum(z.numa_hit for z in zones)
     state = {
@@ -326,7 +336,7 @@ def global_state(m: Machine) -> dict[str, int]:
         "numa_local": hits,
         "nr_inactive_anon": anon,
         "nr_anon_pages": anon,
-        "pgfree": m.mm.pgfree,
+        "pgfree": m.kernel.mm.pgfree,
     }
     for zone, short in zip(zones, _EVENT_ZONES):
         state[f"pgalloc_{short}"] = zone.pgalloc
@@ -338,6 +348,12 @@ def vmstat(m: Machine) -> str:
     model's counters (``global_state``), then any event in ``m.mm.vm_events``
     (``cma_alloc_*``, CMA12; ``pgmigrate_*``, ``compact_isolated``); the rest 0."""
     state = global_state(m)
-    events = m.mm.vm_events
+    events = m.kernel.mm.vm_events
     return "".join(f"{name} {events.get(name, state.get(name, 0))}\n"
                    for name in vmstat_names(m.arch))
+
+
+def calculate_normal_threshold(zone: Zone, nr_cpus: int) -> int:
+    """``calculate_normal_threshold`` (MM T3.5): a zone's vm stats threshold, computed once at
+    boot from its managed pages (in 128 MiB units) and the online CPUs, capped at 125."""
+    return min(125, 2 * nr_cpus.bit_length() * (1 + (zone.managed_pages >> 15).bit_length()))

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..quirks import LEAKS, parse_fixes
+from ..quirks import LEAKS, Fixes, parse_fixes
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -142,7 +142,7 @@ def _image_state(m: Machine, im: Any) -> Any:
 def _task_state(m: Machine) -> Any:
     """Per task: its mappings, page count and a digest of its data in address order (what
     migration must preserve; where the pages sit is the reverse map's business)."""
-    rmap = m.rmap
+    rmap = m.kernel.rmap
     pages: dict[int, list[tuple[int, int]]] = {}
     for i, owner in enumerate(rmap.owner):
         if owner:
@@ -247,7 +247,7 @@ def machine_state(m: Machine, moves_pages: bool = False) -> dict[str, Any]:
         state["memmap pincount"] = mem.pincount.tobytes()
         state["pageblock types"] = bytes(b if b & 0x7 >= 3 else b & ~0x7
                                          for b in mem.pageblock_flags)
-        state["rmap"] = (m.rmap.owner.tobytes(), m.rmap.vpn.tobytes())
+        state["rmap"] = (m.kernel.rmap.owner.tobytes(), m.kernel.rmap.vpn.tobytes())
     state["cma areas"] = _cma_state(m)
     state["kexec_image"] = _image_state(m, m.kexec_image)
     state["kexec_crash_image"] = _image_state(m, m.kexec_crash_image)
@@ -286,7 +286,7 @@ def _check_after_success(m: Machine) -> None:
 
 
 def _run(m: Machine, op: Callable[[Machine], Any], n: int, task: int | None,
-         configure: bool, fixes: frozenset[str] | None = None
+         configure: bool, fixes: Fixes | None = None
          ) -> tuple[Machine, str, Any, int]:
     """One run on a fork: (machine, outcome, result or errno, fail-nth left)."""
     m2 = m.fork()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import signal
 import sys
@@ -41,6 +40,8 @@ from dataclasses import asdict, dataclass
 from random import Random
 from typing import Any, TextIO
 
+from ..cli.parser import int_at_least
+from .drawing import RandomSource, draw_kexec_image
 from .fuzz import Config as FuzzConfig
 from .fuzz import draw_case
 from .stateful import KexecStateMachine      # needs hypothesis (pykern-emu[test])
@@ -48,7 +49,6 @@ from .stateful import KexecStateMachine      # needs hypothesis (pykern-emu[test
 __all__ = ["SoakConfig", "run_sequence", "soak", "main", "build_parser", "RULES"]
 
 KiB, MiB = 1 << 10, 1 << 20
-PAGE = 4096
 # kexec uapi values (rule K0.4)
 _UNLOAD, _ON_CRASH, _DEBUG, _NO_CMA = 0x1, 0x2, 0x8, 0x10
 _FAIL = "/sys/kernel/debug/fail_page_alloc/"
@@ -100,28 +100,13 @@ class SoakConfig:
 
 
 # ------------------------------------------------------------------------------ drawing
-def _log_uniform(rng: Random, lo: int, hi: int) -> int:
-    if hi <= lo:
-        return lo
-    return min(hi, max(lo, int(math.exp(rng.uniform(math.log(lo), math.log(hi + 1))))))
-
-
 def _draw_load(rng: Random, arch: str, max_image: int) -> dict[str, Any]:
-    """A load of the shape :func:`~pykern.testing.strategies.kexec_loads` draws."""
-    from .. import images
-    size = _log_uniform(rng, 64 * KiB, max(64 * KiB, max_image)) // PAGE * PAGE
-    seed = rng.randrange(256)
-    if arch == "arm64":
-        kernel = images.arm64_image(size, text_offset=rng.choice([0, 0x80000]),
-                                    bss=rng.randint(0, 64) * PAGE, seed=seed)
-    else:
-        kernel = images.bzimage(size, init_size=size - 1024 + rng.randint(0, 512) * PAGE,
-                                kernel_alignment=rng.choice([2 * MiB, 4 * MiB]), seed=seed)
-    initrd = None
-    if rng.random() < 0.5:
-        initrd = images.payload_pattern(_log_uniform(rng, 1, max_image), seed=seed + 1)
-    cmdline = "".join(rng.choice("abcxyz=._ 0123") for _ in range(rng.randint(0, 30))).strip()
-    return {"kernel": kernel, "initrd": initrd, "cmdline": cmdline,
+    """A load drawn by :func:`pykern.testing.drawing.draw_kexec_image`, the generator of the
+    fuzz campaign and of :func:`~pykern.testing.strategies.kexec_loads`."""
+    image = draw_kexec_image(RandomSource(rng), arch, min_kernel=64 * KiB,
+                             max_kernel=max(64 * KiB, max_image), max_initrd=max_image,
+                             max_cmdline=30)
+    return {"kernel": image.kernel, "initrd": image.initrd, "cmdline": image.cmdline,
             "flags": _DEBUG if rng.random() < 0.25 else 0}
 
 
@@ -198,7 +183,7 @@ def run_sequence(config: SoakConfig, index: int) -> dict[str, Any]:
                 _configure_faults(sm.m, rng)
             rule = rng.choices(names, weights)[0]
             before = sm.m
-            fi = getattr(before, "fault_inject", None)
+            fi = None if before.halted else before.kernel.fault_inject
             got = fi.injected if fi is not None else 0
             _step(sm, rule, rng, config)
             if fi is not None:
@@ -330,33 +315,20 @@ def _print_text(report: dict[str, Any], out: TextIO) -> None:
 
 
 # --------------------------------------------------------------------------- command line
-def _count(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 0)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
-        return value
-    parse.__name__ = f"integer >= {minimum}"
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pykern soak",
         description="Random sequences of allocations, tasks, pins, CMA, kexec loads, "
                     "unloads, reboots and panics with every invariant checked after each "
                     "step; sequence I of seed S is always the same.")
-    p.add_argument("--ops", type=_count(1), required=True, metavar="N",
+    p.add_argument("--ops", type=int_at_least(1), required=True, metavar="N",
                    help="operations in total (split into sequences of --steps)")
-    p.add_argument("--seed", type=_count(0), default=0, metavar="S", help="soak seed")
-    p.add_argument("--start", type=_count(0), default=0, metavar="I",
+    p.add_argument("--seed", type=int_at_least(0), default=0, metavar="S", help="soak seed")
+    p.add_argument("--start", type=int_at_least(0), default=0, metavar="I",
                    help="first sequence index (replay one with --ops K --start I)")
-    p.add_argument("--steps", type=_count(1), default=50, metavar="K",
+    p.add_argument("--steps", type=int_at_least(1), default=50, metavar="K",
                    help="operations per sequence, on one freshly booted machine (default 50)")
-    p.add_argument("--jobs", type=_count(1), default=1, metavar="J",
+    p.add_argument("--jobs", type=int_at_least(1), default=1, metavar="J",
                    help="worker processes (default 1)")
     p.add_argument("--faults", action="store_true",
                    help="random page-allocation fault injection (fail_page_alloc, fail-nth)")

@@ -54,7 +54,7 @@ def image_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
         try:
             kexec_add_buffer(m, kbuf)
         except KexecError as exc:
-            m.log.err("kexec_file(Image): Could not find any suitable kernel location!")
+            m.kernel.log.err("kexec_file(Image): Could not find any suitable kernel location!")
             raise exc
         seg = image.segments[kernel_segment_number]
         try:

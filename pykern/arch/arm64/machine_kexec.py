@@ -23,7 +23,7 @@ def trans_pgd_pages(m: Machine) -> int:
     one table page per level-3 run of 2 MiB, per 1 GiB and per 512 GiB of RAM
     span, a pgd, and four pages for the identity map of the relocation code.
     """
-    span = m.memblock.memblock_end_of_DRAM() - m.memblock.memblock_start_of_DRAM()
+    span = m.kernel.memblock.memblock_end_of_DRAM() - m.kernel.memblock.memblock_start_of_DRAM()
     ptes = -(-span // (2 << 20))
     pmds = -(-span // (1 << 30))
     puds = -(-span // (512 << 30))
@@ -54,10 +54,11 @@ class Arm64Kexec:
         """``kexec_walk_memblock`` (K6.2, arm64): the crash region, or the free memblock ranges
         (inclusive ends)."""
         if image.image_type == KEXEC_TYPE_CRASH:
-            if m.crashk_res is None:
+            crashk_res = m.kernel.kexec.crashk_res
+            if crashk_res is None:
                 return [(0, 0)]
-            return [(m.crashk_res[0], m.crashk_res[1] - 1)]
-        ranges = [(b, e - 1) for b, e in m.memblock.for_each_free_mem_range()]
+            return [(crashk_res[0], crashk_res[1] - 1)]
+        ranges = [(b, e - 1) for b, e in m.kernel.memblock.for_each_free_mem_range()]
         return ranges[::-1] if top_down else ranges
 
     def machine_kexec_prepare(self, m: Machine, image: KImage) -> None:

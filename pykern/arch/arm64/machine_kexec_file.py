@@ -24,10 +24,10 @@ PAGE_SIZE = 4096
 
 
 def _ram_ranges_without_crash(m: Machine) -> list[tuple[int, int]]:
-    ranges = list(m.memblock.memory)
-    if m.crashk_res is not None:
+    ranges = list(m.kernel.memblock.memory)
+    if m.kernel.kexec.crashk_res is not None:
         from ...mm.memblock import subtract
-        ranges = subtract(ranges, *m.crashk_res)
+        ranges = subtract(ranges, *m.kernel.kexec.crashk_res)
     return ranges
 
 
@@ -50,7 +50,7 @@ def prepare_elf_headers(m: Machine, ranges: list[tuple[int, int]]) -> bytes:
     for cpu in range(m.cpus):
         phdrs.append(struct.pack("<IIQQQQQQ", 4, 0, 0, 0, 0, 0, 0, 0))
     phdrs.append(struct.pack("<IIQQQQQQ", 4, 0, 0, 0, 0, 0, 0, 0))  # vmcoreinfo note
-    text = m.kernel_image or (0, 0)
+    text = m.kernel.kernel_image or (0, 0)
     phdrs.append(struct.pack("<IIQQQQQQ", 1, 7, 0, 0, text[0], text[1] - text[0],
                              text[1] - text[0], 0))
     for start, end in ranges:
@@ -63,19 +63,20 @@ def prepare_elf_headers(m: Machine, ranges: list[tuple[int, int]]) -> bytes:
 def _kexec_dtb(m: Machine, image: KImage, initrd: tuple[int, int] | None,
                cmdline: bytes) -> bytes:
     from .dtb import FdtError, create_dtb
-    rng = m.kexec_rng
+    rng = m.kernel.kexec.kexec_rng
     seed = rng.randbytes(8 + 128)
     crash = image.image_type == KEXEC_TYPE_CRASH
     elfcorehdr = image.arch.get("elfcorehdr") if crash else None
     usable = []
-    if crash and m.crashk_res is not None:
-        usable = [(m.crashk_res[0], m.crashk_res[1] - m.crashk_res[0])]
+    crashk_res = m.kernel.kexec.crashk_res
+    if crash and crashk_res is not None:
+        usable = [(crashk_res[0], crashk_res[1] - crashk_res[0])]
     text = cmdline[:-1].decode("utf-8", "surrogateescape") if cmdline else None
     try:
         return create_dtb(m.boot_dtb, cmdline=text, initrd=initrd, elfcorehdr=elfcorehdr,
                           usable_ranges=usable, rng_seed=seed, boot_dtb_addr=None)
     except FdtError as exc:
-        m.log.err("kexec_file: Preparing for new dtb failed")
+        m.kernel.log.err("kexec_file: Preparing for new dtb failed")
         raise KexecError(errno.EINVAL, f"dtb: {exc}") from None
 
 

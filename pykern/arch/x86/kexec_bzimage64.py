@@ -42,7 +42,7 @@ def bzImage64_probe(kernel: bytes, m: Machine | None = None) -> int:
     5-level paging refusals cannot happen on pykern's machines (X8, X9)."""
     def refuse(why: str) -> int:
         if m is not None:
-            m.log.err("kexec-bzImage64: " + why)
+            m.kernel.log.err("kexec-bzImage64: " + why)
         return -errno.ENOEXEC
     if len(kernel) < 2 * 512:
         return refuse("File is too short to be a bzImage")
@@ -62,17 +62,18 @@ def bzImage64_probe(kernel: bytes, m: Machine | None = None) -> int:
         return refuse("Not a bzImage64. XLF_KERNEL_64 is not set.")
     if not xloadflags & 2:
         return refuse("XLF_CAN_BE_LOADED_ABOVE_4G is not set.")
-    if m is not None and m.dynamic_debug.enabled("bzImage64_probe"):
-        m.dynamic_debug.pr_debug(m.log, "bzImage64_probe", "It's a relocatable bzImage64\n")
+    if m is not None and m.kernel.dynamic_debug.enabled("bzImage64_probe"):
+        m.kernel.dynamic_debug.pr_debug(m.kernel.log, "bzImage64_probe",
+                                        "It's a relocatable bzImage64\n")
     return 0
 
 
 def _crash_ram_ranges(m: Machine) -> list[tuple[int, int]]:
     """System RAM minus the crash region and the first MiB (ARCH X30)."""
     from ...mm.memblock import subtract
-    ranges = list(m.memblock.memory)
-    if m.crashk_res is not None:
-        ranges = subtract(ranges, *m.crashk_res)
+    ranges = list(m.kernel.memblock.memory)
+    if m.kernel.kexec.crashk_res is not None:
+        ranges = subtract(ranges, *m.kernel.kexec.crashk_res)
     return subtract(ranges, 0, SZ_1M)
 
 
@@ -102,7 +103,7 @@ def crash_load_segments(m: Machine, image: KImage) -> None:
             image.elfcorehdr_index = image.nr_segments
             elf_headers_sz = kbuf.memsz
         else:
-            m.log.err(f"kexec: number of Phdrs {pnum} exceeds max")
+            m.kernel.log.err(f"kexec: number of Phdrs {pnum} exceeds max")
     kexec_add_buffer(m, kbuf)
     image.arch["elfcorehdr"] = (kbuf.mem, elf_headers_sz)
     kexec_dprintk(m, f"kexec: Loaded ELF headers at {kbuf.mem:#x} "
@@ -115,9 +116,9 @@ def _e820_entries(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
     if image.image_type != KEXEC_TYPE_CRASH:
         return [(b, s, 1) for b, s in m.banks][:E820_MAX_ENTRIES_ZEROPAGE]
     from ...mm.memblock import subtract
-    out = [(b, min(e, SZ_1M) - b, 1) for b, e in m.memblock.memory if b < SZ_1M]
-    if m.crashk_res is not None:
-        pieces = [m.crashk_res]
+    out = [(b, min(e, SZ_1M) - b, 1) for b, e in m.kernel.memblock.memory if b < SZ_1M]
+    if m.kernel.kexec.crashk_res is not None:
+        pieces = [m.kernel.kexec.crashk_res]
         elf = image.arch.get("elfcorehdr")
         if elf:
             pieces = subtract(pieces, elf[0], elf[0] + elf[1])
@@ -145,7 +146,7 @@ def setup_boot_parameters(m: Machine, image: KImage, params: bytearray,
             struct.pack_into("<H", params, 0x002, min(k_mem, 0xFC00))
             struct.pack_into("<I", params, 0x1E0, min(k_mem, 0xFFFFFFFF))
             break
-    seed = m.kexec_rng.randbytes(RNG_SEED_LENGTH)
+    seed = m.kernel.kexec.kexec_rng.randbytes(RNG_SEED_LENGTH)
     head, = struct.unpack_from("<Q", params, 0x250)
     struct.pack_into("<QII", params, rng_offset, head, SETUP_RNG_SEED, RNG_SEED_LENGTH)
     params[rng_offset + 16:rng_offset + 16 + RNG_SEED_LENGTH] = seed
@@ -176,15 +177,15 @@ def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | Non
     setup_sects = kernel[0x1F1] or 4
     kern16_size = (setup_sects + 1) * 512
     if len(kernel) < kern16_size:
-        m.log.err("kexec-bzImage64: bzImage truncated")
+        m.kernel.log.err("kexec-bzImage64: bzImage truncated")
         raise KexecError(errno.ENOEXEC, "bzImage truncated")
     cmdline_size, = struct.unpack_from("<I", kernel, 0x238)
     if len(cmdline) > cmdline_size:
-        m.log.err("kexec-bzImage64: Kernel command line too long")
+        m.kernel.log.err("kexec-bzImage64: Kernel command line too long")
         raise KexecError(errno.EINVAL, "command line too long")
     if len(cmdline) + MAX_ELFCOREHDR_STR_LEN > cmdline_size:
-        m.log.err("kexec-bzImage64: Appending elfcorehdr=<addr> to command line exceeds "
-                  "maximum allowed length")
+        m.kernel.log.err("kexec-bzImage64: Appending elfcorehdr=<addr> to command line exceeds "
+                         "maximum allowed length")
         raise KexecError(errno.EINVAL, "command line too long for the elfcorehdr prefix")
     jump = struct.unpack_from("<b", kernel, 0x201)[0]
     if jump < 0:
@@ -197,7 +198,7 @@ def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | Non
     try:
         kexec_add_buffer(m, pbuf)
     except KexecError:
-        m.log.err("kexec-bzImage64: Loading purgatory failed")
+        m.kernel.log.err("kexec-bzImage64: Loading purgatory failed")
         raise
     image.arch["purgatory_idx"] = image.nr_segments - 1
     image.arch["purgatory"] = purgatory

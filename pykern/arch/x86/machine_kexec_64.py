@@ -23,7 +23,7 @@ MAXMEM = 1 << 46  # 4-level paging
 def init_pgtable_pages(m: Machine) -> int:
     """[model] Control pages of the identity map: a PGD and one PUD page per
     512 GiB of mapped space, with 1 GiB mappings (gbpages)."""
-    end = m.memblock.memblock_end_of_DRAM()
+    end = m.kernel.memblock.memblock_end_of_DRAM()
     return 1 + max(1, -(-end // (512 << 30)))
 
 
@@ -51,10 +51,11 @@ class X86Kexec:
         """``kexec_walk_resources`` (K6.2, x86_64): the crash resource, or each System RAM
         resource."""
         if image.image_type == KEXEC_TYPE_CRASH:
-            if m.crashk_res is None:
+            crashk_res = m.kernel.kexec.crashk_res
+            if crashk_res is None:
                 return []
-            return [(m.crashk_res[0], m.crashk_res[1] - 1)]
-        ranges = [(b, e - 1) for b, e in m.memblock.memory]
+            return [(crashk_res[0], crashk_res[1] - 1)]
+        ranges = [(b, e - 1) for b, e in m.kernel.memblock.memory]
         return ranges[::-1] if top_down else ranges
 
     def machine_kexec_prepare(self, m: Machine, image: KImage) -> None:

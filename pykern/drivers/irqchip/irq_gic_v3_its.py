@@ -49,18 +49,18 @@ def _rd_base(gic: GICv3, cpu: int) -> int:
 
 def _alloc_table(m: Machine, gic: GICv3, kind: str, order: int, owner: object,
                  flags: int = G.GFP_KERNEL | _ZERO) -> int | None:
-    page = m.mm.alloc_pages(flags, order)
+    page = m.kernel.mm.alloc_pages(flags, order)
     if page is None:
-        m.log.err(f"GICv3: ITS: failed to allocate the {kind} table")
+        m.kernel.log.err(f"GICv3: ITS: failed to allocate the {kind} table")
         return None
     gic.add_table(kind, page.phys, 4096 << order, owner, m.generation)
-    m.log.info(f"GICv3: ITS: {kind} table{'' if owner is None else f' ({owner})'} at "
-               f"{page.phys:#x}, {4096 << order} bytes")
+    m.kernel.log.info(f"GICv3: ITS: {kind} table{'' if owner is None else f' ({owner})'} at "
+                      f"{page.phys:#x}, {4096 << order} bytes")
     return page.phys
 
 
 def _free_table(m: Machine, gic: GICv3, phys: int, order: int) -> None:
-    m.mm.free_pages(phys >> 12, order)
+    m.kernel.mm.free_pages(phys >> 12, order)
     gic.drop_table(phys)
 
 
@@ -108,13 +108,13 @@ def gic_check_reserved_range(m: Machine, base: int, size: int) -> bool:
     The kernel walks every reserved memblock range, not only the EFI memreserve list: a
     table that lies inside the new kernel's own image counts as reserved (GIC-N4).
     """
-    if getattr(m, "crash_kernel", False):
+    if m.kernel.crash_kernel:
         return True
-    if any(b <= base and base + size <= e for b, e in m.memblock.reserved):
+    if any(b <= base and base + size <= e for b, e in m.kernel.memblock.reserved):
         return True
-    m.log.warn(f"GICv3: Expected reserved range [{_pa(base)}:{_pa(base + size - 1)}], "
-               "not found")
-    m.tainted |= TAINT_CRAP
+    m.kernel.log.warn(f"GICv3: Expected reserved range [{_pa(base)}:{_pa(base + size - 1)}], "
+                      "not found")
+    m.kernel.tainted |= TAINT_CRAP
     return False
 
 
@@ -165,7 +165,7 @@ def allocate_lpi_tables(m: Machine, gic: GICv3) -> _LpiTables | None:
     if gic.mmio_read(rd0 + GICR_CTLR) & 1 and gic_check_reserved_range(
             m, gic.mmio_read(rd0 + GICR_PROPBASER) & ADDR_12_51, SZ_64K):
         preallocated = True
-        m.log.info("GICv3: Using preallocated redistributor tables")
+        m.kernel.log.info("GICv3: Using preallocated redistributor tables")
     if preallocated:
         val = gic.mmio_read(rd0 + GICR_PROPBASER)
         lpi_bits = (val & 0x1F) + 1
@@ -176,18 +176,18 @@ def allocate_lpi_tables(m: Machine, gic: GICv3) -> _LpiTables | None:
         size = _table_bytes(lpi_bits, 1)
         got = _alloc_table(m, gic, "prop", (size // 4096).bit_length() - 1, None, G.GFP_NOWAIT)
         if got is None:
-            m.log.err("Failed to allocate PROPBASE")
+            m.kernel.log.err("Failed to allocate PROPBASE")
             return None
         prop = got
         m.phys_write(prop, b"\xa2" * size)
         gic_reserve_range(m, gic, prop, size)
-    m.log.info(f"GICv3: using LPI property table @{_pa(prop)}")
+    m.kernel.log.info(f"GICv3: using LPI property table @{_pa(prop)}")
     pend_order = (_table_bytes(lpi_bits, 8) // 4096).bit_length() - 1
     fresh: list[int | None] = []
     for cpu in range(m.cpus):
         fresh.append(_alloc_table(m, gic, "pending", pend_order, cpu, G.GFP_NOWAIT | _ZERO))
         if fresh[-1] is None:
-            m.log.err(f"Failed to allocate PENDBASE for CPU{cpu}")
+            m.kernel.log.err(f"Failed to allocate PENDBASE for CPU{cpu}")
     return _LpiTables(prop, lpi_bits, preallocated, fresh, gic_has_rvpeid(m, gic))
 
 
@@ -197,18 +197,18 @@ def redist_disable_lpis(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> boo
     Returns False where the kernel returns an error (the CPU then gets no LPIs)."""
     base = _rd_base(gic, cpu)
     if not gic.mmio_read(base + GICR_TYPER) & GICR_TYPER_PLPIS:
-        m.log.info(f"CPU{cpu}: LPIs not supported")
+        m.kernel.log.info(f"CPU{cpu}: LPIs not supported")
         return False
     val = gic.mmio_read(base + GICR_CTLR)
     if not val & 1:
         return True
     if st.flags[cpu] & RD_LOCAL_LPI_ENABLED or st.preallocated:
         return True
-    m.log.warn(f"GICv3: CPU{cpu}: Booted with LPIs enabled, memory probably corrupted")
-    m.tainted |= TAINT_CRAP
+    m.kernel.log.warn(f"GICv3: CPU{cpu}: Booted with LPIs enabled, memory probably corrupted")
+    m.kernel.tainted |= TAINT_CRAP
     gic.mmio_write(base + GICR_CTLR, val & ~1)
     if gic.mmio_read(base + GICR_CTLR) & 1:                 # RWP reads 0 in the model
-        m.log.err(f"CPU{cpu}: Failed to disable LPIs")
+        m.kernel.log.err(f"CPU{cpu}: Failed to disable LPIs")
         return False
     return True
 
@@ -251,11 +251,11 @@ def its_cpu_init_lpis(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> int |
     if st.preallocated and val & 1:
         paddr = gic.mmio_read(base + GICR_PROPBASER) & ADDR_12_51
         if paddr != st.prop:
-            m.log.warn(f"WARNING: {_ITS_C}: its_cpu_init_lpis")
-            m.tainted |= TAINT_CRAP
+            m.kernel.log.warn(f"WARNING: {_ITS_C}: its_cpu_init_lpis")
+            m.kernel.tainted |= TAINT_CRAP
         paddr = gic.mmio_read(base + GICR_PENDBASER) & ADDR_16_51
         if not gic_check_reserved_range(m, paddr, st.pend_size):
-            m.log.warn(f"WARNING: {_ITS_C}: its_cpu_init_lpis")
+            m.kernel.log.warn(f"WARNING: {_ITS_C}: its_cpu_init_lpis")
         st.flags[cpu] |= RD_LOCAL_PENDTABLE_PREALLOCATED
     else:
         fresh = st.fresh[cpu]
@@ -272,7 +272,7 @@ def its_cpu_init_lpis(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> int |
     st.flags[cpu] |= RD_LOCAL_LPI_ENABLED
     rd.lpis_working = True
     how = "reserved" if st.flags[cpu] & RD_LOCAL_PENDTABLE_PREALLOCATED else "allocated"
-    m.log.info(f"GICv3: CPU{cpu}: using {how} LPI pending table @{_pa(paddr)}")
+    m.kernel.log.info(f"GICv3: CPU{cpu}: using {how} LPI pending table @{_pa(paddr)}")
     st.used[cpu] = paddr
     return paddr
 
@@ -310,7 +310,7 @@ def its_lpi_memreserve_init(m: Machine, gic: GICv3) -> bool:
     Linux 5.17).  With that fix the callback runs in every boot and frees them, as GIC-N5
     and GIC-I6 describe.
     """
-    return gic.efi_memreserve or "gic-pending-table-leak-no-efi" in m.fixes
+    return gic.efi_memreserve or m.fixes.on("gic-pending-table-leak-no-efi")
 
 
 def its_cpu_memreserve_lpi(m: Machine, gic: GICv3, cpu: int, st: _LpiTables) -> None:
@@ -336,7 +336,7 @@ def gic_reserve_range(m: Machine, gic: GICv3, base: int, size: int) -> None:
     if (base, size) not in m.efi_memreserve:
         m.efi_memreserve.append((base, size))
     if gic.memreserve_to_memblock:
-        m.memblock.memblock_reserve(base, size)
+        m.kernel.memblock.memblock_reserve(base, size)
 
 
 def _map_sources(m: Machine, gic: GICv3, prop: int, lpi_bits: int) -> None:
@@ -349,7 +349,7 @@ def _map_sources(m: Machine, gic: GICv3, prop: int, lpi_bits: int) -> None:
         dev = src.device_id
         assert dev is not None
         if next_intid + src.nvec > 1 << lpi_bits:
-            m.log.err(f"GICv3: ITS: no LPIs left for {src.name}")
+            m.kernel.log.err(f"GICv3: ITS: no LPIs left for {src.name}")
             continue
         src.intid_base = next_intid
         next_intid += src.nvec

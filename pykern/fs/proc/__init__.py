@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from .. import read_file, register, register_tree, register_writer
 from . import sysctl
 from ...kernel import dynamic_debug
-from ...kernel.resource import iomem_text
+from ...kernel.resource import iomem_text, request_standard_resources
 from ...lib import fault_inject
 from ...mm import cma_debug, fail_page_alloc, vmstat
 from . import meminfo
@@ -16,18 +16,23 @@ from . import meminfo
 if TYPE_CHECKING:
     from ...machine import Machine
 
+
+def _crash_size(crashk_res: tuple[int, int] | None) -> int:
+    """``kexec_crash_size_show``: the size of ``crashk_res``, 0 without one."""
+    return crashk_res[1] - crashk_res[0] if crashk_res else 0
+
+
 register("/proc/buddyinfo", vmstat.buddyinfo)
 register("/proc/pagetypeinfo", vmstat.pagetypeinfo)
 register("/proc/zoneinfo", vmstat.zoneinfo)
 register("/proc/vmstat", vmstat.vmstat)
 register("/proc/meminfo", meminfo.meminfo)
-register("/proc/iomem", lambda m: iomem_text(m.iomem_resources()))
-register("/proc/cmdline", lambda m: m.cmdline + "\n")
-register("/sys/kernel/kexec_loaded", lambda m: f"{int(m.kexec_image is not None)}\n")
+register("/proc/iomem", lambda m: iomem_text(request_standard_resources(m)))
+register("/proc/cmdline", lambda m: m.kernel.boot_params.cmdline + "\n")
+register("/sys/kernel/kexec_loaded", lambda m: f"{int(m.kernel.kexec.kexec_image is not None)}\n")
 register("/sys/kernel/kexec_crash_loaded",
-         lambda m: f"{int(m.kexec_crash_image is not None)}\n")
-register("/sys/kernel/kexec_crash_size",
-         lambda m: f"{m.crashk_res[1] - m.crashk_res[0] if m.crashk_res else 0}\n")
+         lambda m: f"{int(m.kernel.kexec.kexec_crash_image is not None)}\n")
+register("/sys/kernel/kexec_crash_size", lambda m: f"{_crash_size(m.kernel.kexec.crashk_res)}\n")
 register_tree("/proc/sys/", sysctl.sysctl_read)
 register_tree("/sys/kernel/debug/cma/", cma_debug.cma_debugfs_read)
 register_writer("/sys/kernel/debug/cma/", cma_debug.cma_debugfs_write)

@@ -66,13 +66,13 @@ def format_line(label: str, value: int) -> str:
 def si_mem_available(m: Machine) -> int:
     """``si_mem_available`` in pages: free pages above totalreserve_pages; no page cache
     or reclaimable slab to add (MM T4)."""
-    free = sum(z.nr_free_pages for z in m.mm.zones)
-    return max(0, free - m.mm.totalreserve_pages)
+    free = sum(z.nr_free_pages for z in m.kernel.mm.zones)
+    return max(0, free - m.kernel.mm.totalreserve_pages)
 
 
 def vm_commit_limit(m: Machine) -> int:
     """``vm_commit_limit`` in pages: overcommit ratio 50, no swap, no huge pages."""
-    return sum(z.managed_pages for z in m.mm.zones) * OVERCOMMIT_RATIO // 100
+    return sum(z.managed_pages for z in m.kernel.mm.zones) * OVERCOMMIT_RATIO // 100
 
 
 def _block_coverage(memory: Iterable[tuple[int, int]]) -> dict[int, int]:
@@ -103,7 +103,7 @@ def direct_map_pages(memory: Iterable[tuple[int, int]]) -> tuple[int, int]:
 
 def meminfo_values(m: Machine) -> dict[str, int]:
     """The value of every line, in kB (HugePages_* in pages); 0 unless modelled (MM T4)."""
-    zones = m.mm.zones
+    zones = m.kernel.mm.zones
     anon_kb = pages_to_kb(sum(z.nr_inactive_anon for z in zones))
     values = dict.fromkeys(MEMINFO_LABELS, 0)
     values.update({
@@ -115,12 +115,12 @@ def meminfo_values(m: Machine) -> dict[str, int]:
         "AnonPages": anon_kb,
         "CommitLimit": pages_to_kb(vm_commit_limit(m)),
         "VmallocTotal": VMALLOC_TOTAL_KB[m.arch],
-        "CmaTotal": pages_to_kb(m.mm.totalcma_pages),
+        "CmaTotal": pages_to_kb(m.kernel.mm.totalcma_pages),
         "CmaFree": pages_to_kb(sum(z.nr_free_cma for z in zones)),
         "Hugepagesize": HPAGE_PMD_KB,
     })
     if m.arch == "x86_64":
-        small, large = direct_map_pages(m.memblock.memory)
+        small, large = direct_map_pages(m.kernel.memblock.memory)
         values["DirectMap4k"] = pages_to_kb(small)
         values["DirectMap2M"] = pages_to_kb(large)
     return values

@@ -9,6 +9,7 @@ allocator carry ``PG_reserved`` while kexec owns them (K9.3).
 from __future__ import annotations
 
 import errno
+import random
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["KexecSegment", "KImage", "KexecError", "kimage_alloc_page",
            "kimage_alloc_control_pages", "kimage_load_segment", "kimage_free",
-           "kimage_terminate", "sanity_check_segment_list", "kimage_is_destination_range"]
+           "kimage_terminate", "sanity_check_segment_list", "kimage_is_destination_range",
+           "KexecState"]
 
 PAGE_SIZE = 4096
 PAGE_MASK = ~(PAGE_SIZE - 1)
@@ -208,10 +210,10 @@ def kimage_alloc_pages(m: Machine, gfp: int, order: int) -> int | None:
 
     The mask is the caller's minus __GFP_ZERO and nothing more (no __GFP_NOWARN), so a load
     that runs out of memory leaves the allocator's page-allocation-failure warning."""
-    page = m.mm.alloc_pages(gfp & ~G.__GFP_ZERO, order)
+    page = m.kernel.mm.alloc_pages(gfp & ~G.__GFP_ZERO, order)
     if page is None:
         return None
-    mem = m.mm.mem_map
+    mem = m.kernel.mm.mem_map
     i = page.pfn - mem.base_pfn
     if order == 0:
         mem.flags[i] |= PG_reserved
@@ -226,11 +228,11 @@ def kimage_alloc_pages(m: Machine, gfp: int, order: int) -> int | None:
 def kimage_free_pages(m: Machine, phys: int, order: int) -> None:
     """``kimage_free_pages`` (K14.2): clear the reserved marker and give the block back."""
     pfn = phys >> 12
-    mem = m.mm.mem_map
+    mem = m.kernel.mm.mem_map
     i = pfn - mem.base_pfn
     for j in range(i, i + (1 << order)):
         mem.flags[j] &= ~PG_reserved
-    m.mm.free_pages(pfn, order)
+    m.kernel.mm.free_pages(pfn, order)
 
 
 def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> int | None:
@@ -259,9 +261,9 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> 
 def kimage_alloc_crash_control_pages(m: Machine, image: KImage, order: int) -> int | None:
     """``kimage_alloc_crash_control_pages`` (K9.4): bump allocation inside the crash
     region."""
-    if m.crashk_res is None:
+    if m.kernel.kexec.crashk_res is None:
         return None
-    crash_end = m.crashk_res[1] - 1
+    crash_end = m.kernel.kexec.crashk_res[1] - 1
     size = PAGE_SIZE << order
     hole = (image.control_page + size - 1) & ~(size - 1) & _U64
     while hole + size - 1 <= crash_end:
@@ -384,7 +386,7 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
             kimage_add_entry(m, image, page | IND_SOURCE)
         except KexecError:
             # [quirk] kexec-source-page-leak: the kernel returns with the page on no list
-            if "kexec-source-page-leak" in m.fixes:
+            if m.fixes.on("kexec-source-page-leak"):
                 kimage_free_pages(m, page, 0)
             raise
         image._dest_index[maddr] = image.entry - 8
@@ -407,9 +409,9 @@ def kimage_load_cma_segment(m: Machine, image: KImage, idx: int) -> None:
     seg = image.segments[idx]
     block = image.segment_cma[idx]
     assert block is not None
-    at = seg.mem if "arm64-text-offset-cma" in m.fixes else block.phys
+    at = seg.mem if m.fixes.on("arm64-text-offset-cma") else block.phys
     m.physmem.write(at, memoryview(seg.buf)[:seg.bufsz])
-    if "cma-stale-tail" in m.fixes and seg.memsz > seg.bufsz:
+    if m.fixes.on("cma-stale-tail") and seg.memsz > seg.bufsz:
         m.physmem.clear(at + seg.bufsz, seg.memsz - seg.bufsz)
 
 
@@ -453,7 +455,7 @@ def sanity_check_segment_list(m: Machine, image: KImage) -> None:
     for seg in image.segments:
         if seg.bufsz > seg.memsz:
             raise KexecError(errno.EINVAL, f"segment at {seg.mem:#x}: bufsz > memsz")
-    nr_pages = sum(z.managed_pages for z in m.mm.zones)
+    nr_pages = sum(z.managed_pages for z in m.kernel.mm.zones)
     total = 0
     for seg in image.segments:
         pages = -(-seg.memsz // PAGE_SIZE)
@@ -463,7 +465,7 @@ def sanity_check_segment_list(m: Machine, image: KImage) -> None:
     if total > nr_pages // 2:
         raise KexecError(errno.EINVAL, "segments are over half of RAM")
     if image.image_type == KEXEC_TYPE_CRASH:
-        crash = m.crashk_res
+        crash = m.kernel.kexec.crashk_res
         for seg in image.segments:
             if crash is None or seg.mem < crash[0] or seg.mem + seg.memsz - 1 > crash[1] - 1:
                 raise KexecError(errno.EADDRNOTAVAIL, f"crash segment at {seg.mem:#x} "
@@ -478,7 +480,7 @@ def kimage_free_cma(m: Machine, image: KImage) -> None:
         if block is None:
             continue
         count = seg.memsz >> 12
-        if "arm64-text-offset-cma" in m.fixes:
+        if m.fixes.on("arm64-text-offset-cma"):
             count = image.cma_nr_pages[i]
         m.dma_release_from_contiguous(None, block, count)
         image.segment_cma[i] = None
@@ -511,3 +513,26 @@ def kimage_free(m: Machine, image: KImage | None) -> None:
     image.control_pages_list.clear()
     kimage_free_cma(m, image)
     image._dest_index.clear()
+
+
+class KexecState:
+    """The kexec state of one boot (``m.kernel.kexec``): the globals of
+    ``kernel/kexec_core.c`` (``kexec_image``, ``kexec_crash_image``, ``kexec_in_progress``,
+    ``kexec_file_dbg_print``, the ``kexec_load_disabled`` and ``kexec_load_limit_*``
+    sysctls, K20.5) and ``crashk_res`` of ``kernel/crash_reserve.c`` as ``[start, end)``.
+
+    ``kexec_rng`` is pykern's: the generator the loaders draw the next kernel's kaslr and
+    RNG seeds from, seeded by (machine seed, generation).  A kexec'd kernel starts with
+    nothing loaded and the sysctls at their defaults.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self.kexec_image: KImage | None = None
+        self.kexec_crash_image: KImage | None = None
+        self.kexec_in_progress = False
+        self.kexec_file_dbg_print = False
+        self.kexec_load_disabled = 0
+        self.kexec_load_limit_reboot = -1
+        self.kexec_load_limit_panic = -1
+        self.crashk_res: tuple[int, int] | None = None
+        self.kexec_rng = rng

@@ -72,8 +72,8 @@ def kexec_dprintk(m: Machine, text: str) -> None:
     """``kexec_dprintk`` (include/linux/kexec.h): ``pr_info`` while the load runs with
     KEXEC_FILE_DEBUG (``kexec_file_dbg_print``), otherwise nothing at all: it is not a
     ``pr_debug``, so dynamic debug cannot switch it on either."""
-    if m.kexec_file_dbg_print:
-        m.log.printk(6, text)
+    if m.kernel.kexec.kexec_file_dbg_print:
+        m.kernel.log.printk(6, text)
 
 
 # ------------------------------------------------------------------ placement
@@ -90,26 +90,26 @@ def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
     if image.image_type == KEXEC_TYPE_CRASH:
         return -errno.EPERM
     align = max(0, (kbuf.buf_align - 1).bit_length() - 12)
-    if "cma-align-cap" in m.fixes:
-        cma = m.dma_contiguous_default_area
+    if m.fixes.on("cma-align-cap"):
+        cma = m.kernel.dma_contiguous_default_area
         page = cma.alloc(nr_pages, align, True) if cma is not None else None
     else:
         page = m.dma_alloc_from_contiguous(None, nr_pages, align, True)
     if page is None:
         return -errno.ENOMEM
-    ddebug = m.dynamic_debug        # pr_debug, even while KEXEC_FILE_DEBUG is on
+    ddebug = m.kernel.dynamic_debug        # pr_debug, even while KEXEC_FILE_DEBUG is on
     if ddebug.enabled("kexec_alloc_contig:allocated"):
-        ddebug.pr_debug(m.log, "kexec_alloc_contig:allocated",
+        ddebug.pr_debug(m.kernel.log, "kexec_alloc_contig:allocated",
                         f"allocated {nr_pages} DMA pages at {page.pfn:#x}")
     mem = page.phys
-    end = mem + kbuf.memsz - (1 if "cma-inclusive-end-conflict" in m.fixes else 0)
+    end = mem + kbuf.memsz - (1 if m.fixes.on("cma-inclusive-end-conflict") else 0)
     if kimage_is_destination_range(image, mem, end):
         if ddebug.enabled("kexec_alloc_contig:overlap"):
-            ddebug.pr_debug(m.log, "kexec_alloc_contig:overlap",
+            ddebug.pr_debug(m.kernel.log, "kexec_alloc_contig:overlap",
                             f"CMA overlaps existing mem: {mem:#x}+{kbuf.memsz:#x}")
         m.dma_release_from_contiguous(None, page, nr_pages)
         return -errno.EBUSY
-    if "cma-ignores-limits" in m.fixes and (mem < kbuf.buf_min
+    if m.fixes.on("cma-ignores-limits") and (mem < kbuf.buf_min
                                             or mem + kbuf.memsz - 1 > kbuf.buf_max):
         m.dma_release_from_contiguous(None, page, nr_pages)
         return -errno.ERANGE
@@ -184,7 +184,7 @@ def kexec_add_buffer(m: Machine, kbuf: KexecBuf) -> None:
     if image.nr_segments >= KEXEC_SEGMENT_MAX:
         raise KexecError(errno.EINVAL, "too many segments")
     if image.control_pages_list:
-        m.log.warn("WARNING: kexec_add_buffer after control pages were allocated")
+        m.kernel.log.warn("WARNING: kexec_add_buffer after control pages were allocated")
         raise KexecError(errno.EINVAL, "segment added after control pages")
     kbuf.memsz = (kbuf.memsz + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
     kbuf.buf_align = max(kbuf.buf_align, PAGE_SIZE)
@@ -206,7 +206,7 @@ def kexec_drop_segment(m: Machine, image: KImage) -> None:
     image.segments.pop()
     block = image.segment_cma.pop()
     count = image.cma_nr_pages.pop()
-    if block is not None and "arm64-retry-cma-leak" in m.fixes:
+    if block is not None and m.fixes.on("arm64-retry-cma-leak"):
         m.dma_release_from_contiguous(None, block, count)
 
 
@@ -252,28 +252,28 @@ def kimage_file_alloc_init(m: Machine, kernel: bytes, initrd: bytes | None, cmdl
     crash = bool(flags & KEXEC_FILE_ON_CRASH)
     image = KImage(image_type=KEXEC_TYPE_CRASH if crash else KEXEC_TYPE_DEFAULT, _m=m)
     if crash:
-        image.control_page = m.crashk_res[0] if m.crashk_res else 0
-    m.kexec_file_dbg_print = bool(flags & KEXEC_FILE_DEBUG)
+        image.control_page = m.kernel.kexec.crashk_res[0] if m.kernel.kexec.crashk_res else 0
+    m.kernel.kexec.kexec_file_dbg_print = bool(flags & KEXEC_FILE_DEBUG)
     try:
         kimage_file_prepare_segments(m, image, kernel, initrd, cmdline, flags)
         sanity_check_segment_list(m, image)
         image.control_code_page = kimage_alloc_control_pages(m, image, 0)
         if image.control_code_page is None:
-            m.log.err("kexec_file: Could not allocate control_code_buffer")
+            m.kernel.log.err("kexec_file: Could not allocate control_code_buffer")
             raise KexecError(errno.ENOMEM, "no control code page")
         if not crash:
             image.swap_page = kimage_alloc_control_pages(m, image, 0)
             if image.swap_page is None:
-                m.log.err("kexec_file: Could not allocate swap buffer")
+                m.kernel.log.err("kexec_file: Could not allocate swap buffer")
                 raise KexecError(errno.ENOMEM, "no swap page")
     except KexecError:
         from .core import kimage_free_pages
         for addr, order in image.control_pages_list:
             kimage_free_pages(m, addr, order)
         image.control_pages_list.clear()
-        if "cma-leak-on-failed-load" in m.fixes:
+        if m.fixes.on("cma-leak-on-failed-load"):
             _release_leaked_cma(m, image)
-        m.kexec_file_dbg_print = False
+        m.kernel.kexec.kexec_file_dbg_print = False
         raise
     return image
 
@@ -287,15 +287,15 @@ def _debug_segment(m: Machine, image: KImage, i: int) -> None:
 def kexec_load_permitted(m: Machine, image_type: int) -> bool:
     """``kexec_load_permitted`` (K1.2): the sysctl and the per-type limit (a token is
     spent first)."""
-    if m.kexec_load_disabled:
+    if m.kernel.kexec.kexec_load_disabled:
         return False
     attr = "kexec_load_limit_panic" if image_type == KEXEC_TYPE_CRASH else \
         "kexec_load_limit_reboot"
-    limit = getattr(m, attr)
+    limit = getattr(m.kernel.kexec, attr)
     if limit == 0:
         return False
     if limit != -1:
-        setattr(m, attr, limit - 1)
+        setattr(m.kernel.kexec, attr, limit - 1)
     return True
 
 
@@ -315,13 +315,13 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
                                     f"{m.kernel_version}")
     crash = image_type == KEXEC_TYPE_CRASH
     if flags & KEXEC_FILE_UNLOAD:
-        old = m.kexec_crash_image if crash else m.kexec_image
+        old = m.kernel.kexec.kexec_crash_image if crash else m.kernel.kexec.kexec_image
         _install(m, crash, None)
         kimage_free(m, old)
         return
-    if crash and m.kexec_crash_image is not None:
-        old_crash = m.kexec_crash_image
-        m.kexec_crash_image = None
+    if crash and m.kernel.kexec.kexec_crash_image is not None:
+        old_crash = m.kernel.kexec.kexec_crash_image
+        m.kernel.kexec.kexec_crash_image = None
         kimage_free(m, old_crash)
     for what, blob in (("kernel", kernel), ("initrd", initrd)):
         if blob is not None and not isinstance(blob, (bytes, bytearray, memoryview)):
@@ -354,22 +354,22 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
         m.kexec_arch.post_load(m, image)
     except KexecError as exc:
         kimage_free(m, image)
-        m.kexec_file_dbg_print = False
+        m.kernel.kexec.kexec_file_dbg_print = False
         raise OSError(exc.errno, exc.strerror) from None
     kexec_dprintk(m, f"kexec_file: kexec_file_load: type:{image.image_type}, "
                      f"start:{image.start:#x} head:{image.head:#x} flags:{flags:#x}")
     image.reference_tails = [_reference_tail(m, image, i) for i in range(image.nr_segments)]
-    m.kexec_file_dbg_print = False
-    old = m.kexec_crash_image if crash else m.kexec_image
+    m.kernel.kexec.kexec_file_dbg_print = False
+    old = m.kernel.kexec.kexec_crash_image if crash else m.kernel.kexec.kexec_image
     _install(m, crash, image)
     kimage_free(m, old)
 
 
 def _install(m: Machine, crash: bool, image: KImage | None) -> None:
     if crash:
-        m.kexec_crash_image = image
+        m.kernel.kexec.kexec_crash_image = image
     else:
-        m.kexec_image = image
+        m.kernel.kexec.kexec_image = image
 
 
 def _reference_tail(m: Machine, image: KImage, idx: int) -> bytes | None:

@@ -41,7 +41,7 @@ def _arm64_info(m: Machine, image: KImage) -> dict[str, Any]:
     try:
         parsed = parse_kexec_dtb(dtb)
     except FdtError as exc:
-        m.log.err(f"pykern: the next kernel cannot parse its device tree: {exc}")
+        m.kernel.log.err(f"pykern: the next kernel cannot parse its device tree: {exc}")
         parsed = {}
     if parsed.get("memory"):
         info["memory"] = parsed["memory"]

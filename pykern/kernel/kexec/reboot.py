@@ -161,7 +161,7 @@ class _Walk:
 
     def _fail(self, why: str) -> None:
         msg = f"relocation: {why} (at {self.loc:#x}, destination {self.dest:#x})"
-        self.m._halt(msg)
+        self.m.machine_halt(msg)
         raise RelocationError(msg)
 
 
@@ -204,7 +204,7 @@ def _reboot(m: Machine, image: KImage, crash: bool) -> KexecResult:
                          copy_ns=clock.copy_ns)
     events = _collect_events(m, ctx, crash)
     if not crash:
-        m.log.info("kexec_core: Starting new kernel")
+        m.kernel.log.info("kexec_core: Starting new kernel")
     pos = _apply(ctx, events, 0, clock.t_kexec, inclusive=True)
     walk = _Walk(m, image, result)
     t0 = time.perf_counter()
@@ -220,11 +220,11 @@ def _reboot(m: Machine, image: KImage, crash: bool) -> KexecResult:
         result.scribbles = ctx.scribbles()
         for dev in devices:
             dev.end_reboot(ctx)
-        m._halt("purgatory: SHA-256 mismatch, spinning")
+        m.machine_halt("purgatory: SHA-256 mismatch, spinning")
         return result
     pos = _apply(ctx, events, pos, clock.t_takeover, inclusive=False)
     ctx.now = clock.t_takeover
-    m._boot_next({"image": image})
+    m.boot_next({"image": image})
     result.booted = True
     _apply(ctx, events, pos, clock.t_end, inclusive=False)
     ctx.now = clock.t_end
@@ -242,20 +242,20 @@ def kernel_kexec(m: Machine) -> KexecResult:
     The in-progress flag, then device_shutdown (each device's hook at the end of its slot,
     in reverse probe order), CPUs offline, machine_kexec: the copy, the check, the jump.
     """
-    image = m.kexec_image
+    image = m.kernel.kexec.kexec_image
     if image is None:
         raise OSError(errno.EINVAL, "kernel_kexec: no kexec image loaded")
-    m.kexec_in_progress = True
+    m.kernel.kexec.kexec_in_progress = True
     return _reboot(m, image, crash=False)
 
 
 def crash_kexec(m: Machine) -> KexecResult | None:
     """``__crash_kexec`` (K17.2): boot the crash image without device shutdown; halt if
     there is none."""
-    image = m.kexec_crash_image
+    image = m.kernel.kexec.kexec_crash_image
     if image is None:
-        m._halt("Kernel panic - not syncing: no crash kernel loaded")
+        m.machine_halt("Kernel panic - not syncing: no crash kernel loaded")
         return None
     assert image.image_type == KEXEC_TYPE_CRASH
-    m.log.printk(0, "Kernel panic - not syncing: pykern m.panic()")
+    m.kernel.log.printk(0, "Kernel panic - not syncing: pykern m.panic()")
     return _reboot(m, image, crash=True)

@@ -1,0 +1,1 @@
+"""Models of the kernel's ``init/`` directory: ``start_kernel`` and the initramfs."""
