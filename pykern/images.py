@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import struct
 from typing import Any
+from .constants import PAGE_SIZE, SZ_2M
 
 __all__ = [
     "PAGE_SIZE", "ARM64_HEADER_SIZE", "ARM64_IMAGE_MAGIC", "ARM64_CODE0_BRANCH",
@@ -20,8 +21,6 @@ __all__ = [
     "payload_pattern", "arm64_image", "arm64_image_header", "bzimage", "bzimage_header",
 ]
 
-PAGE_SIZE = 4096
-SZ_2M = 2 << 20
 ARM64_HEADER_SIZE = 64
 ARM64_IMAGE_MAGIC = b"ARM\x64"
 #: ``b #0x40`` — the branch a real Image starts with (skips the header)

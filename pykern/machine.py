@@ -21,8 +21,10 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from .constants import ARCHES
 from . import quirks as _quirks
 from ._fast import get_memops
+from .errors import MachineHalted
 from .init.main import start_kernel
 from .init.version import KERNEL_VERSIONS, linux_banner
 from .kernel.config import KernelConfig, kernel_config
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Machine", "ARCHES"]
 
-ARCHES = ("arm64", "x86_64")
 
 #: Physical address bits: arm64 defconfig's 48-bit PA, x86_64's MAX_PHYSMEM_BITS with
 #: 5-level paging (the most a 6.18 kernel can address).
@@ -141,7 +142,7 @@ def _running(method: Callable[Concatenate[Machine, _P], _R]
     @functools.wraps(method)
     def call(self: Machine, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if self.halted:
-            raise RuntimeError(_HALTED)
+            raise MachineHalted(_HALTED)
         return method(self, *args, **kwargs)
     return call
 
@@ -262,7 +263,7 @@ class Machine:
         into the kernel's state goes through (the machine's read-only views such as
         ``m.log`` or ``m.kexec_image`` still show what the last kernel left)."""
         if self.halted:
-            raise RuntimeError(_HALTED)
+            raise MachineHalted(_HALTED)
         return self._kernel
 
     @kernel.setter

@@ -56,6 +56,7 @@ import zlib
 from collections.abc import Iterator
 from types import BuiltinMethodType, FunctionType, MethodType, ModuleType
 from typing import IO, TYPE_CHECKING, Any
+from .errors import SnapshotError
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -80,11 +81,6 @@ _SAMPLE = 4096                  # bytes compressed to decide whether a chunk is 
 #: Compiled modules and their pure-Python twins (identical results, pykern._fast).
 _TWINS = {"pykern._fast._memops_c": "pykern._fast._memops_py",
           "pykern._fast._relocate_c": "pykern._fast._relocate_py"}
-
-
-class SnapshotError(ValueError):
-    """A file that is not a snapshot this pykern can restore (bad magic, other format or
-    version, truncated, corrupt)."""
 
 
 def _pykern_version() -> str:

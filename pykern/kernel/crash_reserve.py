@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..constants import SZ_16M, SZ_2M, SZ_4G
 from ..mm.mmzone import PAGE_SIZE
 from .printk import KERN_INFO, KERN_WARNING
 
@@ -18,9 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["CRASH_ALIGN", "crash_addr_low_max", "reserve_crashkernel_generic",
            "arch_reserve_crashkernel"]
 
-SZ_2M = 2 << 20
-SZ_16M = 16 << 20
-SZ_4G = 4 << 30
 
 #: ``CRASH_ALIGN``: arm64's boot protocol wants 2 MiB, x86_64 aligns to 16 MiB.
 CRASH_ALIGN = {"arm64": SZ_2M, "x86_64": SZ_16M}

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .printk import KERN_DEBUG, KERN_ERR, KERN_WARNING
+from ..errors import DdebugError
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -85,10 +86,6 @@ DDEBUG_SITES: tuple[DdebugSite, ...] = (
                "kexec_alloc_contig", 685, "CMA overlaps existing mem: 0x%lx+0x%lx\n",
                "kexec_file: "),
 )
-
-
-class DdebugError(OSError):
-    """A query the kernel refuses (``-EINVAL``/``-E2BIG`` from the control write)."""
 
 
 def _wildcard(pattern: str, text: str) -> bool:

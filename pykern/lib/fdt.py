@@ -40,6 +40,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+from ..errors import FdtError
+
 __all__ = [
     "FDT_MAGIC", "FDT_BEGIN_NODE", "FDT_END_NODE", "FDT_PROP", "FDT_NOP", "FDT_END",
     "FDT_V17_HEADER_SIZE", "FDT_RESERVE_ENTRY_SIZE", "FDT_MAX_NCELLS",
@@ -67,19 +69,6 @@ _RSV = struct.Struct(">QQ")
 _HEADER = struct.Struct(">10I")
 _U64_MASK = (1 << 64) - 1
 _U32_MAX = (1 << 32) - 1
-
-
-class FdtError(ValueError):
-    """A malformed device tree or a libfdt-style failure.
-
-    ``code`` names the libfdt error it stands for (``"BADMAGIC"``,
-    ``"TRUNCATED"``, ``"NOTFOUND"``, ``"EXISTS"``, ``"NOSPACE"``, ...).
-    The kexec loaders map every FdtError to EINVAL (rule ARCH A18).
-    """
-
-    def __init__(self, message: str, code: str = "BADSTRUCTURE") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _align4(n: int) -> int:

@@ -8,6 +8,7 @@ head removal and ``del`` O(1) unlinking, as the kernel's doubly linked lists do.
 from __future__ import annotations
 
 from collections import OrderedDict
+from ..constants import PAGE_SHIFT, PAGE_SIZE
 
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "MAX_PAGE_ORDER", "NR_PAGE_ORDERS", "MAX_ORDER_NR_PAGES",
@@ -21,8 +22,6 @@ __all__ = [
     "zone_spans_pfn", "populated_zone", "wmark_pages",
 ]
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
 MAX_PAGE_ORDER = 10
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER

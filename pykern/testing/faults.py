@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..quirks import LEAKS, Fixes, parse_fixes
+from ..errors import SweepFailure
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -100,10 +101,6 @@ class SweepResult:
     def absorbed(self) -> list[int]:
         """fail-nth values whose injected failure the operation survived."""
         return [a.n for a in self.attempts if a.outcome == "ok"]
-
-
-class SweepFailure(AssertionError):
-    """The sweep found an outcome the kernel would not give (the message says which)."""
 
 
 def configure_fail_page_alloc(m: Machine, **values: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..kernel.kexec.core import KImage, kimage_is_destination_range
+from ..errors import InvariantViolation
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -13,14 +14,6 @@ if TYPE_CHECKING:
 __all__ = ["InvariantViolation", "check_kimage", "kimage_held_pages"]
 
 PAGE = 4096
-
-
-class InvariantViolation(AssertionError):
-    """A K19 invariant does not hold; ``rule`` is its ID."""
-
-    def __init__(self, rule: str, what: str) -> None:
-        super().__init__(f"{rule}: {what}")
-        self.rule = rule
 
 
 def _require(ok: bool, rule: str, what: str) -> None:

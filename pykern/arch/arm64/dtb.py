@@ -12,6 +12,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ...constants import PAGE_SIZE
 from ...lib.fdt import Fdt, FdtError, FdtNode, of_read_number
 
 __all__ = [
@@ -20,7 +21,6 @@ __all__ = [
     "KASLR_SEED_SIZE", "RNG_SEED_SIZE", "DEFAULT_MODEL", "DEFAULT_COMPATIBLE",
 ]
 
-PAGE_SIZE = 4096
 _U64_MASK = (1 << 64) - 1
 
 #: GICv3 distributor and redistributor frames of QEMU's virt machine

@@ -7,6 +7,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
+from ...constants import PAGE_SIZE, SZ_1G, SZ_2M, SZ_64K
 from ...kernel.kexec.core import KexecError, KImage
 from ...kernel.kexec.file import KexecBuf, kexec_add_buffer, kexec_dprintk, kexec_drop_segment
 from ...kernel.kexec.uapi import KEXEC_TYPE_CRASH
@@ -17,10 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["load_other_segments", "prepare_elf_headers", "elf_headers_size"]
 
 _U64 = (1 << 64) - 1
-SZ_64K = 64 << 10
-SZ_2M = 2 << 20
-SZ_1G = 1 << 30
-PAGE_SIZE = 4096
 
 
 def _ram_ranges_without_crash(m: Machine) -> list[tuple[int, int]]:

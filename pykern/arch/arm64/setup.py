@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...constants import SZ_16M, SZ_4G
 from ...kernel.crash_reserve import arch_reserve_crashkernel
 from ...kernel.dma.contiguous import cma_declare_boot_areas, dma_contiguous_reserve
 from ...mm.memblock import memblock_mem_limit_remove_map
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["setup_arch", "arm64_memblock_init", "bootmem_init", "zone_sizes_init",
            "max_zone_phys", "ARM64_IMAGE_SIZE"]
 
-SZ_16M = 16 << 20
-SZ_4G = 4 << 30
 #: The running kernel's default image size, from the lowest bank's base (MM Z0.2).
 ARM64_IMAGE_SIZE = SZ_16M
 

@@ -6,6 +6,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
+from ...constants import SZ_1M
 from ...kernel.kexec.core import KexecError, KImage
 from ...kernel.kexec.file import KexecBuf, kexec_add_buffer, kexec_dprintk
 from ...kernel.kexec.uapi import KEXEC_TYPE_CRASH
@@ -27,7 +28,6 @@ MAX_ELFCOREHDR_STR_LEN = 30
 RNG_SEED_LENGTH = 32
 SETUP_RNG_SEED = 9
 E820_MAX_ENTRIES_ZEROPAGE = 128
-SZ_1M = 1 << 20
 PN_XNUM = 0xFFFF
 ELF64_EHDR_SIZE = 64
 ELF64_PHDR_SIZE = 56

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...constants import SZ_16M, SZ_1M, SZ_4G
 from ...kernel.crash_reserve import arch_reserve_crashkernel
 from ...kernel.dma.contiguous import cma_declare_boot_areas, dma_contiguous_reserve
 from ...mm.mm_init import free_area_init
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["setup_arch", "parse_memopt", "zone_sizes_init", "X86_IMAGE", "MAX_DMA_PFN",
            "MAX_DMA32_PFN"]
 
-SZ_1M = 1 << 20
-SZ_16M = 16 << 20
-SZ_4G = 4 << 30
 #: The running kernel's default image: 16 MiB at its default load address (MM Z0.2).
 X86_IMAGE = (SZ_16M, SZ_16M + SZ_16M)
 #: ``MAX_DMA_PFN`` (16 MiB) and ``MAX_DMA32_PFN`` (4 GiB): the tops of ZONE_DMA, ZONE_DMA32.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from ...constants import SZ_64K
 from ...mm import gfp as G
 from ..gic import (ADDR_12_51, ADDR_16_51, GICR_BASE, GICR_CTLR, GICR_PENDBASER,
                    GICR_PROPBASER, GICR_TYPER, GICR_TYPER_PLPIS, GICR_TYPER_RVPEID,
@@ -26,7 +27,6 @@ __all__ = ["gic_probe", "its_probe_one", "allocate_lpi_tables", "its_cpu_init",
            "gic_check_reserved_range", "gic_reserve_range", "its_mask_sources",
            "its_cpu_offline"]
 
-SZ_64K = 0x1_0000
 ORDER_64K = 4
 TAINT_CRAP = 1024
 _ZERO = G.__GFP_ZERO

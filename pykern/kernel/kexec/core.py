@@ -14,12 +14,14 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ...constants import PAGE_MASK, PAGE_SIZE
 from ...mm import gfp as G
 from ...mm.page import PG_reserved, Page
 from .uapi import (
     IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE, KEXEC_TYPE_CRASH,
     KEXEC_TYPE_DEFAULT, KIMAGE_NO_DEST,
 )
+from ...errors import KexecError
 
 if TYPE_CHECKING:
     from ...machine import Machine
@@ -29,21 +31,12 @@ __all__ = ["KexecSegment", "KImage", "KexecError", "kimage_alloc_page",
            "kimage_terminate", "sanity_check_segment_list", "kimage_is_destination_range",
            "KexecState"]
 
-PAGE_SIZE = 4096
-PAGE_MASK = ~(PAGE_SIZE - 1)
 _U64 = (1 << 64) - 1
 KEXEC_CONTROL_MEMORY_GFP = G.GFP_KERNEL | G.__GFP_NORETRY
 HEAD = -1  #: the location of ``image.head`` (not in RAM)
 _WORDS_PER_PAGE = PAGE_SIZE // 8
 _WORD = struct.Struct("<Q")
 _TWO_WORDS = struct.Struct("<QQ")
-
-
-class KexecError(OSError):
-    """A kernel-side failure: ``errno`` is the value the syscall returns."""
-
-    def __init__(self, err: int, why: str) -> None:
-        super().__init__(err, why)
 
 
 @dataclass

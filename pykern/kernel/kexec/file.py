@@ -10,6 +10,7 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from ...constants import PAGE_SIZE
 from ...mm.page import Page
 from .core import (
     KexecError, KexecSegment, KImage, kimage_alloc_control_pages, kimage_free,
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["KexecBuf", "KexecArch", "kexec_file_load", "kexec_add_buffer",
            "kexec_locate_mem_hole", "kexec_alloc_contig", "kexec_dprintk"]
 
-PAGE_SIZE = 4096
 _U64 = (1 << 64) - 1
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any
 
+from ...constants import SZ_1M
 from .core import KImage
 from .uapi import KEXEC_TYPE_CRASH
 
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["next_kernel_info"]
 
-SZ_1M = 1 << 20
 
 
 def _segment_at(image: KImage, mem: int) -> tuple[int, int]:

@@ -18,12 +18,12 @@ from ...drivers.base import RebootContext
 from .clock import RebootClock
 from .core import KImage
 from .uapi import KEXEC_TYPE_CRASH
+from ...errors import RelocationError
 
 if TYPE_CHECKING:
     from ...machine import Machine
 
 __all__ = ["KexecResult", "kernel_kexec", "crash_kexec", "diff_runs"]
-
 
 
 @dataclass
@@ -56,10 +56,6 @@ class KexecResult:
         if first < 0:
             return 0
         return self.t_kexec + (first + (addr - mem) // 4096 + 1) * self.copy_ns
-
-
-class RelocationError(RuntimeError):
-    """The relocation walk met an entry that points outside RAM."""
 
 
 def diff_runs(m: Machine, start: int, expected: bytes, idx: int) -> list[tuple[int, int, int]]:
