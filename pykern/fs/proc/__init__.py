@@ -16,6 +16,9 @@ from . import meminfo
 if TYPE_CHECKING:
     from ...machine import Machine
 
+#: Importing this module registers the views; it exports no names.
+__all__: list[str] = []
+
 
 def _crash_size(crashk_res: tuple[int, int] | None) -> int:
     """``kexec_crash_size_show``: the size of ``crashk_res``, 0 without one."""

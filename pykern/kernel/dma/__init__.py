@@ -1,1 +1,3 @@
 """The DMA mapping layer's contiguous allocator (``kernel/dma/``)."""
+
+__all__: list[str] = []
