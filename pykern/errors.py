@@ -20,7 +20,7 @@ The modules that raise them re-export them under their old names.
 
 from __future__ import annotations
 
-__all__ = ["KexecError", "DdebugError", "FdtError", "SnapshotError",
+__all__ = ["KexecError", "DdebugError", "FdtError", "SnapshotError", "ScenarioError",
            "MachineHalted", "RelocationError", "InvariantViolation", "SweepFailure"]
 
 
@@ -51,6 +51,26 @@ class FdtError(ValueError):
 class SnapshotError(ValueError):
     """A file that is not a snapshot this pykern can restore (bad magic, other format or
     version, truncated, corrupt)."""
+
+
+class ScenarioError(ValueError):
+    """A mistake in a scenario file: the file, the 1-based line (when found) and the key at
+    fault (:func:`pykern.scenario.find_key_line` finds the line)."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+
+    def __str__(self) -> str:
+        where = self.file or "<scenario>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}:{key} {self.message}"
 
 
 class MachineHalted(RuntimeError):

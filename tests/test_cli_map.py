@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pykern.cli import main
-from pykern.cli_map import MapData, zoom_windows
+from pykern.cli.map import MapData, zoom_windows
 
 SCN = """\
 name = "mapped"
@@ -216,7 +216,7 @@ def test_zoom_windows_one_per_segment_and_table_cluster() -> None:
 
 def test_zoom_windows_are_capped() -> None:
     """Hundreds of scattered corrupted runs become at most MAX_WINDOWS lanes."""
-    from pykern.cli_map import MAX_WINDOWS
+    from pykern.cli.map import MAX_WINDOWS
     runs = [(0x4000_0000 + k * (40 << 20), 1, 0) for k in range(300)]
     wins = zoom_windows(_panel(corrupted=runs))
     assert 1 <= len(wins) <= MAX_WINDOWS
@@ -225,7 +225,7 @@ def test_zoom_windows_are_capped() -> None:
 
 def test_tiny_ranges_keep_a_minimum_drawn_width() -> None:
     """A 1-byte scribble on a 16 GiB axis is drawn MIN_WIDTH of the axis wide."""
-    from pykern.cli_map import MIN_WIDTH, Window, _Axis, _Zoom
+    from pykern.cli.map import MIN_WIDTH, Window, _Axis, _Zoom
     axis = _Axis([(0x4000_0000, 0x4000_0000 + (16 << 30))])
     [(_, w)] = axis.bars([(0x1_0000_0000, 0x1_0000_0001)])
     assert w == pytest.approx(axis.width * MIN_WIDTH)

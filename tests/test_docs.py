@@ -151,11 +151,11 @@ def test_scenario_reference_documents_exactly_the_accepted_keys() -> None:
     """docs/reference/scenario_keys.toml against pykern.scenario's key lists."""
     from pykern import scenario
     data = tomllib.loads((DOCS / "reference" / "scenario_keys.toml").read_text())
-    assert set(data["top"]) == set(scenario._TOP_KEYS)
-    assert set(data["machine"]) == set(scenario._MACHINE_KEYS)
-    assert set(data["step"]) == set(scenario._COMMON_STEP_KEYS)
+    assert set(data["top"]) == set(scenario.TOP_KEYS)
+    assert set(data["machine"]) == set(scenario.MACHINE_KEYS)
+    assert set(data["step"]) == set(scenario.COMMON_STEP_KEYS)
     assert set(data["action"]) == set(scenario.ACTIONS)
-    assert set(data["device"]) == set(scenario._DEVICE_TYPES)
+    assert set(data["device"]) == set(scenario.DEVICE_TYPES)
     for action, keys in scenario.ACTIONS.items():
         documented = {k for k, v in data["action_keys"].items() if action in v["actions"]}
         assert documented == set(keys), action

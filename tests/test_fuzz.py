@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pykern.testing import fuzz
+from pykern.testing.fuzz import command, runner
 from pykern.testing.invariants import InvariantViolation
 
 SMALL = ["--max-kernel", "256K", "--max-initrd", "256K", "--quiet"]
@@ -145,7 +146,7 @@ def test_an_unexpected_error_is_reported_with_a_replay_line(
             raise RuntimeError("injected")
         return real(config, case, mode, stats)
 
-    monkeypatch.setattr(fuzz, "run_cycle", flaky)
+    monkeypatch.setattr(runner, "run_cycle", flaky)
     rc = fuzz.main(["--layouts", "6", "--seed", "5", *SMALL])
     out = capsys.readouterr().out
     assert rc == 1
@@ -164,7 +165,7 @@ def test_an_unexpected_error_is_reported_with_a_replay_line(
     rc, rep = run(capsys, *cmd[2:], "--quiet")
     assert rc == 1 and rep["cases"] == 1 and rep["start"] == 3
     assert [(f["case"], f["mode"], f["kind"]) for f in rep["failures"]] == [(3, "cma", "error")]
-    monkeypatch.setattr(fuzz, "run_cycle", real)
+    monkeypatch.setattr(runner, "run_cycle", real)
     rc, rep = run(capsys, *cmd[2:], "--quiet")
     assert rc == 0 and rep["failures"] == []
 
@@ -197,7 +198,7 @@ def test_text_report_lists_every_mode(capsys: pytest.CaptureFixture[str]) -> Non
 
 def test_progress_line_only_after_a_second() -> None:
     stream = io.StringIO()
-    p = fuzz._Progress(10, True, stream)
+    p = command._Progress(10, True, stream)
     p.update(1, 2)
     assert stream.getvalue() == ""                      # a short run prints nothing
     p.t0 -= 2.0
@@ -228,7 +229,7 @@ def test_a_dying_worker_loses_only_its_case(capsys: pytest.CaptureFixture[str],
             os._exit(3)                  # the worker process vanishes mid-case
         return real(config, index)
 
-    monkeypatch.setattr(fuzz, "run_case", crashing)
+    monkeypatch.setattr(runner, "run_case", crashing)
     rc, rep = run(capsys, "--layouts", "8", "--seed", "1", "--jobs", "2", *SMALL)
     assert rc == 1 and rep["cases"] == 8
     assert [(f["case"], f["kind"]) for f in rep["failures"]] == [(4, "error")]
@@ -249,7 +250,7 @@ def test_interrupt_keeps_the_finished_cases(capsys: pytest.CaptureFixture[str],
             raise KeyboardInterrupt
         return real(config, index)
 
-    monkeypatch.setattr(fuzz, "run_case", interrupted)
+    monkeypatch.setattr(runner, "run_case", interrupted)
     rc = fuzz.main(["--layouts", "50", "--seed", "1", "--json", *SMALL])
     cap = capsys.readouterr()
     report = json.loads(cap.out)
@@ -325,14 +326,14 @@ def test_progress_only_on_a_terminal(capsys: pytest.CaptureFixture[str],
     """No carriage-return progress line into logs: main enables it only when stderr is a
     terminal (and --quiet is not given)."""
     seen: list[bool] = []
-    real = fuzz._Progress
+    real = command._Progress
 
     class Spy(real):  # type: ignore[misc, valid-type]
         def __init__(self, total: int, enabled: bool, stream: Any) -> None:
             seen.append(enabled)
             super().__init__(total, enabled, stream)
 
-    monkeypatch.setattr(fuzz, "_Progress", Spy)
+    monkeypatch.setattr(command, "_Progress", Spy)
     argv = ["--layouts", "1", "--max-kernel", "256K", "--max-initrd", "256K", "--json"]
     fuzz.main(argv)
     tty = io.StringIO()

@@ -151,7 +151,7 @@ def test_failures_and_replay_lines_match_case_for_case(cluster: Any) -> None:
     """A K19.5 violation injected into case 3 (cma mode) on the workers gives, case for case,
     the run_case results of the same injection in this process, and the same replay line."""
     def runner(config: Any, indices: Any) -> Any:
-        from pykern.testing import fuzz as f
+        from pykern.testing.fuzz import runner as f
         real = f.run_cycle
 
         def broken(config: Any, case: Any, mode: str, stats: Any) -> Any:
@@ -173,7 +173,7 @@ def test_failures_and_replay_lines_match_case_for_case(cluster: Any) -> None:
     assert [(f["case"], f["mode"], f["rule"]) for f in failures] == [(3, "cma", "K19.5")]
     assert failures[0]["replay"] == SMALL.replay(3, "cma", remote[3]["arch"])
     assert remote[3]["modes"]["cma"]["violations"] == {"K19.5": 1}
-    assert fuzz._report(SMALL, 2, remote, 1.0)["failures"] == failures
+    assert fuzz.build_report(SMALL, 2, remote, 1.0)["failures"] == failures
 
 
 def test_the_local_cluster_listens_on_loopback_only(cluster: Any) -> None:
@@ -207,7 +207,7 @@ def test_a_lost_worker_has_its_cases_resubmitted(cluster: Any, tmp_path: Path) -
     def runner(config: Any, indices: Any) -> Any:
         import os as o
         import signal as s
-        from pykern.testing import fuzz as f
+        from pykern.testing.fuzz import runner as f
         if 5 in indices and not marker.exists():
             marker.write_text(str(o.getpid()))
             o.kill(o.getpid(), s.SIGKILL)
@@ -229,7 +229,7 @@ def test_a_case_that_always_kills_its_worker_is_reported_alone(cluster: Any) -> 
     the local pool reports a case that kills its worker process."""
     def runner(config: Any, indices: Any) -> Any:
         import os as o
-        from pykern.testing import fuzz as f
+        from pykern.testing.fuzz import runner as f
         if 4 in indices:
             o._exit(3)
         return f.run_chunk(config, indices)

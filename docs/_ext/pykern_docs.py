@@ -129,7 +129,8 @@ def cli_reference() -> str:
             out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
             out.append("")
         if not (help_text or "").strip():
-            LOG.warning("pykern docs: `pykern %s` has no help text in pykern/cli.py", name)
+            LOG.warning("pykern docs: `pykern %s` has no help text in pykern/cli/parser.py",
+                        name)
     return "\n".join(out) + "\n"
 
 
@@ -163,16 +164,16 @@ def scenario_reference(data_file: Path) -> str:
                 LOG.warning("pykern docs: scenario key %s.%s is documented in %s but "
                             "pykern.scenario does not accept it", section, key, data_file.name)
 
-    check("top", list(data["top"]), getattr(scenario, "_TOP_KEYS", None))
-    check("machine", list(data["machine"]), getattr(scenario, "_MACHINE_KEYS", None))
-    check("step", list(data["step"]), getattr(scenario, "_COMMON_STEP_KEYS", None))
-    actions = getattr(scenario, "ACTIONS", {})
+    check("top", list(data["top"]), scenario.TOP_KEYS)
+    check("machine", list(data["machine"]), scenario.MACHINE_KEYS)
+    check("step", list(data["step"]), scenario.COMMON_STEP_KEYS)
+    actions = scenario.ACTIONS
     check("action", list(data["action"]), actions)
     for action, keys in actions.items():
         documented = [k for k in data.get("action_keys", {}) if
                       action in data["action_keys"][k].get("actions", [])]
         check(f"steps[{action}]", documented, keys)
-    devices = getattr(scenario, "_DEVICE_TYPES", {})
+    devices = scenario.DEVICE_TYPES
     check("device type", list(data["device"]), devices)
 
     def table(section: str, rows: dict[str, Any]) -> list[str]:

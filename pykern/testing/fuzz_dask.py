@@ -41,7 +41,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence, TextIO
 
-from .fuzz import Config, _failure, default_batch, run_chunk
+from .fuzz.cases import Config
+from .fuzz.runner import default_batch, failure_record, run_chunk
 
 # distributed is optional and only partly typed: its objects are handled as Any here.
 Client = Any
@@ -223,8 +224,9 @@ def run_on_dask(config: Config, scheduler: Scheduler, indices: Sequence[int], ta
 
     ``info`` receives ``jobs`` (worker threads when the campaign started), ``batch`` and
     ``scheduler`` as soon as they are known, and ``ready``, the ``time.perf_counter()``
-    when the workers were ready (what came before is the cluster's start-up).  ``runner(config, indices)`` is what a task
-    runs (:func:`~pykern.testing.fuzz.run_chunk`; tests pass one that kills its worker).
+    when the workers were ready (what came before is the cluster's start-up).
+    ``runner(config, indices)`` is what a task runs (:func:`~pykern.testing.fuzz.run_chunk`;
+    tests pass one that kills its worker).
     Raises :class:`SchedulerError` when the scheduler cannot be used; any exception,
     KeyboardInterrupt included, cancels the futures and closes the client and the local
     cluster before it propagates."""
@@ -315,4 +317,4 @@ def _lost_case(config: Config, index: int, exc: BaseException, killed: bool) -> 
     else:
         rule, detail = type(exc).__name__, f"the Dask task failed: {exc}"
     return {"case": index, "arch": None, "modes": {},
-            "failures": [_failure(config, index, None, None, "error", rule, detail)]}
+            "failures": [failure_record(config, index, None, None, "error", rule, detail)]}

@@ -28,7 +28,6 @@ summary so far is printed).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import signal
 import sys
@@ -41,6 +40,7 @@ from random import Random
 from typing import Any, TextIO
 
 from ..cli.parser import int_at_least
+from ..cli.render import print_report
 from .drawing import RandomSource, draw_kexec_image
 from .fuzz import Config as FuzzConfig
 from .fuzz import draw_case
@@ -372,12 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = _Progress(config.ops, not args.quiet and sys.stderr.isatty(), sys.stderr)
     report = soak(config, args.jobs, progress)
     try:
-        if args.json:
-            json.dump(report, sys.stdout, sort_keys=True)
-            sys.stdout.write("\n")
-        else:
-            _print_text(report, sys.stdout)
-        sys.stdout.flush()
+        print_report(report, args.json, _print_text)
     except KeyboardInterrupt:
         return 130
     if report["incomplete"]:

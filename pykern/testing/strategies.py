@@ -5,6 +5,9 @@ the arguments of ``m.kexec_file_load``.  Both produce valid inputs (a machine th
 image its loader accepts) unless asked otherwise, and shrink toward one small bank, no
 reservations, small images and flags 0.  Arguments are checked when the strategy is built and
 raise :class:`hypothesis.errors.InvalidArgument`, as hypothesis's own strategies do.
+
+The drawing itself is :mod:`pykern.testing.drawing`, the generator the fuzz campaign uses
+too; here its choices come from hypothesis's ``draw``.
 """
 
 from __future__ import annotations
@@ -14,16 +17,38 @@ from typing import Any, Sequence
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from .. import images
 from ..kernel.kexec.uapi import KEXEC_FILE_DEBUG, KEXEC_FILE_NO_CMA, KEXEC_FILE_ON_CRASH
 from ..lib.cmdline import parse_size
+from .drawing import ARCHES, CMA_SIZES, draw_kexec_image, draw_layout
 
 __all__ = ["layouts", "kexec_loads", "kexec_flags", "ARCHES"]
 
 MiB = 1 << 20
-ARCHES = ("arm64", "x86_64")
-_BANK0 = {"arm64": 0x4000_0000, "x86_64": 0}
-_STEP = 2 * MiB
+#: ``crashkernel=`` sizes in MiB a layout chooses from (None: no ``crashkernel=``).
+CRASH_SIZES = (None, 16, 32)
+
+
+class _HypothesisSource:
+    """The choices of :mod:`pykern.testing.drawing` as hypothesis draws, each of which
+    shrinks toward its lower bound, its first option or ``False``."""
+
+    def __init__(self, draw: st.DrawFn) -> None:
+        self.draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, hi))
+
+    def coin(self, p: float) -> bool:
+        return self.draw(st.booleans())
+
+    def magnitude(self, lo: int, hi: int) -> int:
+        return self.draw(st.integers(lo, hi))
+
+    def distinct(self, lo: int, hi: int, k: int) -> list[int]:
+        return self.draw(st.lists(st.integers(lo, hi), min_size=k, max_size=k, unique=True))
+
+    def bits(self, n: int) -> int:
+        return self.draw(st.integers(0, (1 << n) - 1))
 
 
 def _size(name: str, value: int | str) -> int:
@@ -86,75 +111,18 @@ def layouts(*, arch: str | Sequence[str] | None = None, min_ram: int | str = "64
         raise InvalidArgument(f"max_banks={max_banks!r} must be at least 1")
     if not isinstance(max_reserved, int) or max_reserved < 0:
         raise InvalidArgument(f"max_reserved={max_reserved!r} must be >= 0")
-    nbanks_max = max(1, min(max_banks, lo // (16 * MiB)))
     if not isinstance(devices, bool):
         raise InvalidArgument(f"devices={devices!r} must be True or False")
 
     @st.composite
-    def draw_layout(draw: st.DrawFn) -> dict[str, Any]:
-        a = draw(st.sampled_from(arches))
-        total = draw(st.integers(-(-lo // _STEP), hi // _STEP)) * _STEP
-        n = draw(st.integers(1, nbanks_max))
-        cuts = sorted(draw(st.lists(st.integers(1, total // (16 * MiB) - 1), min_size=n - 1,
-                                    max_size=n - 1, unique=True))) if n > 1 else []
-        edges = [0] + [c * 16 * MiB for c in cuts] + [total]
-        banks, base = [], _BANK0[a]
-        for i in range(n):
-            size = edges[i + 1] - edges[i]
-            banks.append((base, size))
-            base += size + (draw(st.integers(0, gap // _STEP)) * _STEP if i < n - 1 else 0)
-        kw: dict[str, Any] = {"ram": banks if n > 1 else f"{total // MiB}M", "arch": a}
-        if n == 1 and a == "arm64" and draw(st.booleans()):
-            kw["ram"] = banks            # the same machine, spelled as a bank list
-        words = []
-        if cma:
-            c = draw(st.sampled_from([None, 0, 4, 8, 16, 32]))
-            if c is not None and c * MiB * 4 <= total:
-                words.append(f"cma={c}M")
-        if crashkernel:
-            c = draw(st.sampled_from([None, 16, 32]))
-            if c is not None and c * MiB * 4 <= total:
-                words.append(f"crashkernel={c}M")
-        kw["cmdline"] = " ".join(words)
-        if max_reserved and draw(st.booleans()):
-            res = []
-            for _ in range(draw(st.integers(1, max_reserved))):
-                b0, bsz = banks[draw(st.integers(0, n - 1))]
-                pages = bsz // 4096
-                start = draw(st.integers(0, pages - 1))
-                length = draw(st.integers(1, min(pages - start, 4096)))
-                res.append((b0 + start * 4096, length * 4096))
-            kw["reserved"] = sorted(set(res))
-        kw["seed"] = draw(st.integers(0, 2**32 - 1)) if seeds else 0
-        if devices:
-            kw["devices"] = draw(_devices(a))
-        return kw
+    def layout(draw: st.DrawFn) -> dict[str, Any]:
+        return draw_layout(_HypothesisSource(draw), arches=arches, min_ram=lo, max_ram=hi,
+                           max_banks=max_banks, max_hole=gap, max_reserved=max_reserved,
+                           cma_sizes=CMA_SIZES if cma else (),
+                           crash_sizes=CRASH_SIZES if crashkernel else (), devices=devices,
+                           seeds=seeds)
 
-    return draw_layout()
-
-
-def _devices(arch: str) -> st.SearchStrategy[list[Any]]:
-    """A device list for ``Machine(devices=...)`` on ``arch``: maybe a GICv3 (arm64 only),
-    then up to two DMA devices; drawn as fresh objects every time."""
-    from ..drivers.dma import DmaDevice
-
-    @st.composite
-    def draw_devices(draw: st.DrawFn) -> list[Any]:
-        out: list[Any] = []
-        if arch == "arm64" and draw(st.booleans()):
-            from ..drivers.gic import GICv3
-            out.append(GICv3(honours_shutdown=not draw(st.booleans()),
-                             msi_rate_hz=draw(st.sampled_from([20000.0, 0.0, 1000.0,
-                                                               200000.0])),
-                             vpes=draw(st.integers(0, 2))))
-        for k in range(draw(st.integers(0, 2))):
-            out.append(DmaDevice(f"dma{k}", bus=draw(st.sampled_from(["pci", "platform"])),
-                                 honours_shutdown=not draw(st.booleans()),
-                                 rate_hz=draw(st.sampled_from([10000.0, 0.0, 1000.0,
-                                                               100000.0]))))
-        return out
-
-    return draw_devices()
+    return layout()
 
 
 def kexec_flags(*, crash: bool = False, debug: bool = True) -> st.SearchStrategy[int]:
@@ -188,32 +156,12 @@ def kexec_loads(*, arch: str = "arm64", min_kernel: int | str = "64K",
     flag_st = kexec_flags() if flags is None else flags
 
     @st.composite
-    def draw_load(draw: st.DrawFn) -> dict[str, Any]:
-        size = draw(st.integers(kmin // 4096, kmax // 4096)) * 4096
-        seed = draw(st.integers(0, 255))
-        if arch == "arm64":
-            kernel = images.arm64_image(size, text_offset=draw(st.sampled_from([0, 0x80000])),
-                                        bss=draw(st.integers(0, 64)) * 4096, seed=seed)
-            header = 64
-        else:
-            payload = size - 1024
-            slack = draw(st.integers(0, 512)) * 4096
-            kernel = images.bzimage(size, init_size=payload + slack,
-                                    kernel_alignment=draw(st.sampled_from([2 * MiB, 4 * MiB])),
-                                    seed=seed)
-            header = 0x270
-        if not valid:
-            data = bytearray(kernel)
-            for _ in range(draw(st.integers(1, 4))):
-                data[draw(st.integers(0, header - 1))] = draw(st.integers(0, 255))
-            kernel = bytes(data)
-        initrd = None
-        if imax and draw(st.booleans()):
-            initrd = images.payload_pattern(draw(st.integers(1, imax)), seed=seed + 1)
-        cmdline = draw(st.text("abcxyz=._ 0123", max_size=40)).strip()
-        return {"kernel": _blob(kernel, f"{arch} kernel"),
-                "initrd": None if initrd is None else _blob(initrd, "initrd"),
-                "cmdline": cmdline,
+    def load(draw: st.DrawFn) -> dict[str, Any]:
+        drawn = draw_kexec_image(_HypothesisSource(draw), arch, min_kernel=kmin,
+                                 max_kernel=kmax, max_initrd=imax, valid=valid)
+        return {"kernel": _blob(drawn.kernel, f"{arch} kernel"),
+                "initrd": None if drawn.initrd is None else _blob(drawn.initrd, "initrd"),
+                "cmdline": drawn.cmdline,
                 "flags": draw(flag_st)}
 
-    return draw_load()
+    return load()

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..constants import PAGE_SIZE
+
 __all__ = ["MapData", "Window", "snapshot", "render", "zoom_windows"]
 
-PAGE_SIZE = 4096
 MiB = 1 << 20
 
 #: Layer rows of the overview, top to bottom.
@@ -155,20 +156,13 @@ def _page_runs(addrs: Iterable[int]) -> list[Range]:
 
 def _bitmap_runs(bits: bytes | bytearray) -> Iterable[Range]:
     """(first bit, end bit) of each run of set (1) entries in a CMA range's byte bitmap."""
-    i, n = 0, len(bits)
-    while i < n:
-        start = bits.find(1, i)
-        if start < 0:
-            return
-        end = bits.find(0, start)
-        end = n if end < 0 else end
-        yield start, end
-        i = end
+    from ..mm.cma import for_each_set_bitrange
+    return for_each_set_bitrange(bits)
 
 
 def snapshot(runner: Any, label: str = "") -> MapData:
     """Capture the layers of ``runner.machine`` (a Runner from :mod:`pykern.scenario`)."""
-    from .scenario import placement
+    from ..scenario import placement
     m = runner.machine
     data = MapData(label=label, arch=m.arch, generation=m.generation, halted=bool(m.halted),
                    banks=[(b, b + s) for b, s in m.banks])
