@@ -330,6 +330,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@pytest.mark.slow
 @given(sc=scenarios())
 def test_snapshot_round_trip_continues_like_the_run_that_never_saved(
         sc: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 FIXTURE_TESTS = """
     from pykern import Machine
@@ -141,6 +141,7 @@ def test_plugin_import_does_not_pull_in_hypothesis() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_examples_pass() -> None:
     """examples/ is outside testpaths; run it the way its README says."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

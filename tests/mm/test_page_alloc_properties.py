@@ -8,6 +8,8 @@ Z0.2 reservations, Z1 zone bounds, Z4 chunking) and compared with the machine.
 
 from __future__ import annotations
 
+import pytest
+
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from hypothesis import strategies as st
 
 import pykern.mm.gfp as gfp
 from pykern import Machine
+
+pytestmark = pytest.mark.slow
 
 M = 1 << 20
 PAGE = 4096

@@ -71,6 +71,7 @@ def test_bad_suffix_is_a_usage_error(capsys: pytest.CaptureFixture[str],
     assert ".png or .svg" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_map_png_both_modes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """Without a scenario the demo's machine is drawn in both modes, after its reboot."""
     pytest.importorskip("matplotlib")
@@ -85,6 +86,7 @@ def test_demo_map_png_both_modes(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert cma["image"] == no_cma["image"] == "executed" and doc["after_step"] == 3
 
 
+@pytest.mark.slow
 def test_demo_map_is_drawn_after_the_reboot(capsys: pytest.CaptureFixture[str],
                                             tmp_path: Path) -> None:
     """Issue 16: the demo's map was drawn before kernel_kexec(), its "after reboot" row

@@ -17,7 +17,7 @@ from pykern.mm.mmzone import MIGRATE_MOVABLE, Zone
 from pykern.mm.vmstat import FREECOUNT_CAP, pagetypeinfo_showfree_print, vmstat_names
 
 #: Text captured from real 6.18.15 kernels (see ``tests/data/real-kernel/README.md``).
-REAL = Path(__file__).resolve().parent / "data" / "real-kernel"
+REAL = Path(__file__).resolve().parents[2] / "data" / "real-kernel"
 X86_1G = REAL / "x86_64-6.18.15-1G-cma128M"
 X86_5G = REAL / "x86_64-6.18.15-5G-cma256M"
 ARM64_1G = REAL / "arm64-6.18.15-debian-1G-cma128M"

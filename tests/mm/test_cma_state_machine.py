@@ -7,6 +7,8 @@ its kexec rules switched off and the CMA invariants added: one set of rules for 
 
 from __future__ import annotations
 
+import pytest
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant
@@ -60,7 +62,7 @@ class CmaMachine(KexecStateMachine):
 
 CmaMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=25,
                                         deadline=None)
-TestCmaMachine = CmaMachine.TestCase
+TestCmaMachine = pytest.mark.slow(CmaMachine.TestCase)
 
 
 def test_the_kexec_rules_are_off_and_the_memory_rules_on() -> None:

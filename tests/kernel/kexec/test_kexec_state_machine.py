@@ -4,6 +4,8 @@ and panics keep the K19 invariants and the page accounting after every step."""
 
 from __future__ import annotations
 
+import pytest
+
 from hypothesis import HealthCheck, settings
 
 from pykern.testing import KexecStateMachine
@@ -11,4 +13,4 @@ from pykern.testing import KexecStateMachine
 KexecStateMachine.TestCase.settings = settings(
     max_examples=30, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-TestKexecStateMachine = KexecStateMachine.TestCase
+TestKexecStateMachine = pytest.mark.slow(KexecStateMachine.TestCase)

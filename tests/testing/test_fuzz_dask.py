@@ -22,6 +22,8 @@ import pytest
 
 from pykern.testing import fuzz
 
+pytestmark = pytest.mark.slow
+
 distributed = pytest.importorskip("distributed")
 fuzz_dask = pytest.importorskip("pykern.testing.fuzz_dask")
 psutil = pytest.importorskip("psutil")

@@ -209,6 +209,7 @@ def test_gic_seed_claim_example_no_cma_corrupts_cma_does_not() -> None:
     assert r2.scribbles and r2.corrupted == []
 
 
+@pytest.mark.slow
 def test_gic_h3_h9_same_seed_same_scribbles_other_seed_differs() -> None:
     outs = []
     for seed in (11, 11, 12):
@@ -366,6 +367,7 @@ def test_gic_w5_vpe_writeback_signature() -> None:
 @given(ram=st.sampled_from(["256M", "384M", "512M"]), cma=st.sampled_from([64, 96, 128]),
        seed=st.integers(0, 2**32 - 1), kernel=st.integers(1, 8), initrd=st.integers(0, 8),
        rate=st.sampled_from([5000.0, 20000.0, 80000.0]), cpus=st.integers(1, 4))
+@pytest.mark.slow
 def test_seed_claim_property(ram: str, cma: int, seed: int, kernel: int, initrd: int,
                              rate: float, cpus: int) -> None:
     """Issue #7's property: a GIC ignoring shutdown. All-CMA images are never corrupted;

@@ -19,6 +19,8 @@ from pykern.kernel.kexec.uapi import KEXEC_FILE_NO_CMA, KEXEC_FILE_UNLOAD
 from pykern.testing.invariants import check_kimage, kimage_held_pages
 from pykern.testing.strategies import kexec_loads, layouts
 
+pytestmark = pytest.mark.slow
+
 PAGE = 4096
 MiB = 1 << 20
 #: What a load of a valid image may still fail with: no room (K6.1), over half of RAM or a
