@@ -3,9 +3,10 @@
 What a user can get, by the kind of mistake or event:
 
 - **A kernel refusal** is an ``OSError`` whose ``errno`` is the kernel's, as Python's ``os``
-  module reports a failed system call: :class:`KexecError` (``kexec_file_load`` and its
-  helpers), :class:`DdebugError` (a dynamic debug query the kernel rejects), and plain
-  ``OSError``/``FileNotFoundError`` from ``m.read``/``m.write``.
+  module reports a failed system call: ``m.kexec_file_load`` raises a plain ``OSError`` (the
+  kernel functions underneath raise :class:`KexecError`, which the syscall turns into its
+  errno), :class:`DdebugError` is a dynamic debug query the kernel rejects, and ``m.read`` /
+  ``m.write`` raise ``OSError``/``FileNotFoundError``.
 - **A bad argument** (a size, a range, a pfn, a double free) is a ``ValueError`` naming the bad
   part; :class:`FdtError`, :class:`ScenarioError` and :class:`SnapshotError` are the
   ``ValueError`` kinds for a device tree, a scenario file and a snapshot file.
