@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
     if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
+
+
+@pytest.fixture(autouse=True)
+def _collect_machines() -> Iterator[None]:
+    """Machines hold reference cycles, so a finished bench's RAM (up to a few GiB, touched)
+    would wait for the cyclic collector: collect after every bench."""
+    yield
+    gc.collect()

@@ -41,7 +41,8 @@ from .mm.cma import Cma
 from .kernel.kexec.core import KImage
 from .kernel.kexec.file import KexecArch, kexec_file_load
 from .kernel.kexec.handover import next_kernel_info
-from .kernel.kexec.reboot import KexecResult, crash_kexec, kernel_kexec
+from .kernel.kexec.reboot import (KexecReboot, KexecResult, crash_kexec, kernel_kexec,
+                                  kernel_kexec_stages)
 from .kernel.kexec.uapi import KEXEC_TYPE_CRASH
 from .arch.arm64.machine_kexec import Arm64Kexec
 from .arch.x86.machine_kexec_64 import X86Kexec
@@ -275,6 +276,16 @@ class Machine:
     def kernel_kexec(self) -> KexecResult:
         """``reboot(LINUX_REBOOT_CMD_KEXEC)`` (K16): into ``m.kexec_image``."""
         return kernel_kexec(self)
+
+    @_running
+    def kernel_kexec_stages(self, *, checks: bool = True) -> KexecReboot:
+        """``kernel_kexec`` (K16.1) one stage at a time, for benchmarks: the
+        :class:`~pykern.kernel.kexec.reboot.KexecReboot` whose ``prepare()``,
+        ``hot_phase()``, ``verify()``, ``boot_next()`` and ``finish()`` (or ``run()``) do what
+        ``kernel_kexec()`` does.  OSError(EINVAL) when nothing is loaded, OSError(EBUSY)
+        while another reboot is in progress.  ``checks=False`` leaves out pykern's own checks
+        (arm64's ``verified``, the corruption scan)."""
+        return kernel_kexec_stages(self, checks=checks)
 
     @_running
     def panic(self) -> KexecResult | None:

@@ -4,6 +4,10 @@
 The hot phase walks the entry words the load wrote into RAM (K16.3) with the
 compiled walk or its pure-Python twin, in chunks so device writes due at
 emulated instants can land between them (K16.12).
+
+:class:`KexecReboot` splits a reboot into the stages ``prepare``, ``hot_phase``,
+``verify``, ``boot_next`` and ``finish`` (:data:`KEXEC_STAGES`), so a benchmark can time one
+of them alone; ``kernel_kexec`` and ``crash_kexec`` run them in order.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from ...errors import RelocationError
 
 if TYPE_CHECKING:
     from ...machine import Machine
+    from ..kernel import Kernel
 
-__all__ = ["KexecResult", "kernel_kexec", "crash_kexec", "diff_runs"]
+__all__ = ["KexecResult", "KexecReboot", "KEXEC_STAGES", "kernel_kexec", "kernel_kexec_stages",
+           "crash_kexec", "diff_runs"]
 
 
 @dataclass
@@ -186,49 +192,240 @@ def _apply(ctx: RebootContext, events: list[tuple[Any, ...]], pos: int,
     return pos
 
 
-def _reboot(m: Machine, image: KImage, crash: bool) -> KexecResult:
-    """``machine_kexec`` and the reboot around it (K16/K17) on the GIC-H1 clock: devices
-    act between chunks of the copy."""
-    devices = list(m.devices.values())
-    clock = RebootClock(copy_ns=m.copy_ns, pages=_planned_pages(image), cpus=m.cpus,
-                        crash=crash,
-                        slots=[(d.name, d.shutdown_extra_ns(m)) for d in reversed(devices)],
-                        syscore_wait_ns=max([d.syscore_wait_ns(m) for d in devices] or [0]))
-    ctx = RebootContext(m, clock, crash)
-    result = KexecResult(image_type=image.type, segments=_copy_order(image),
-                         t_kexec=clock.t_kexec, t_jump=clock.t_jump, t_end=clock.t_end,
-                         copy_ns=clock.copy_ns)
-    events = _collect_events(m, ctx, crash)
-    if not crash:
-        m.kernel.log.info("kexec_core: Starting new kernel")
-    pos = _apply(ctx, events, 0, clock.t_kexec, inclusive=True)
-    walk = _Walk(m, image, result)
-    t0 = time.perf_counter()
-    while pos < len(events) and events[pos][0] <= clock.t_jump:
-        walk.copy_until(clock.pages_done_by(events[pos][0]))
-        pos = _apply(ctx, events, pos, events[pos][0], inclusive=True)
-    walk.copy_until(None)
-    result.hot_phase_seconds = time.perf_counter() - t0
-    result.hot_phase_bytes = 4096 * result.hot_phase_pages
-    result.verified = _verified(m, image)
-    if m.arch == "x86_64" and not result.verified:
-        result.corrupted = _corrupted(m, image)
-        result.scribbles = ctx.scribbles()
-        for dev in devices:
-            dev.end_reboot(ctx)
-        m.machine_halt("purgatory: SHA-256 mismatch, spinning")
+#: The stages of a reboot, in the order they run (:class:`KexecReboot`).
+KEXEC_STAGES = ("prepare", "hot_phase", "verify", "boot_next", "finish")
+
+
+class KexecReboot:
+    """``kernel_kexec`` (K16.1) or ``__crash_kexec`` (K17.2), one stage at a time.
+
+    ``m.kernel_kexec()`` is ``m.kernel_kexec_stages().run()``: the five stages below, in
+    this order.  Calling them one by one leaves exactly the same RAM, log, devices and
+    :class:`KexecResult` (wall times apart), so a benchmark can time one stage alone:
+
+    ``prepare``
+        K16.1 steps 1–4 on the reboot clock (GIC-H1): ``kexec_in_progress``, the clock's
+        marks, every device's schedule drawn (GIC-H4), "kexec_core: Starting new kernel",
+        then everything due up to ``t_kexec``: ``device_shutdown`` (each device's hook at
+        the end of its slot, in reverse probe order) and the secondary CPUs going offline.
+    ``hot_phase``
+        ``machine_kexec`` (K16.2–K16.7): the relocation walk of every SOURCE entry, with
+        device writes due before ``t_jump`` applied between its chunks (GIC-H7); nothing to
+        copy for an all-CMA or crash image.  ``hot_phase_seconds`` is its wall time.
+    ``verify``
+        At ``t_jump`` (K16.10): x86_64 purgatory's SHA-256 check (the kernel's own work;
+        a mismatch means the CPU will spin instead of booting); arm64 pykern's check that
+        every segment holds its reference bytes.
+    ``boot_next``
+        Device writes up to ``t_takeover``, the next generation's boot on the same RAM
+        (K16.13, ``Machine.boot_next``), device writes up to ``t_end``.  Nothing when
+        purgatory's digest failed.
+    ``finish``
+        At ``t_end`` (K16.11): the corruption scan against the references, the scribbles
+        (GIC-O1), each device's end of reboot; after a digest mismatch (at ``t_jump``), the
+        halt (K16.13).  Returns the :class:`KexecResult`.
+
+    A stage called out of order, again, after the reboot stopped (a relocation error
+    halts the machine), or after the machine was changed between stages (another reboot,
+    the image unloaded or replaced) raises ``RuntimeError`` naming the stage that is due;
+    nothing is changed by the refused call.
+
+    ``checks=False`` leaves out what only the emulator checks, for benchmarks that time
+    the reboot as the kernel does it: arm64's reference check in ``verify``
+    (``result.verified`` stays False) and the corruption scan in ``finish``
+    (``result.corrupted`` stays empty).  x86_64's purgatory digest is the kernel's and
+    always runs.  RAM, the log, the devices and every other field are as with checks.
+
+    [model] The stages exist for measurement only: the kernel runs nothing else while it
+    reboots, so between two stages the machine must be left alone.
+    """
+
+    def __init__(self, m: Machine, image: KImage, *, crash: bool = False,
+                 checks: bool = True) -> None:
+        self.machine = m
+        self.image = image
+        self.crash = crash
+        self.checks = checks
+        self.result = KexecResult(image_type=image.type, segments=_copy_order(image))
+        #: The last stage that completed (None before ``prepare``).
+        self.stage: str | None = None
+        self._stopped: str | None = None
+        self._kernel = m.kernel
+        self._next_kernel: Kernel | None = None
+        self._spinning = False
+        self._devices: list[Any] = []
+        self._clock: RebootClock | None = None
+        self._ctx: RebootContext | None = None
+        self._events: list[tuple[Any, ...]] = []
+        self._pos = 0
+
+    @property
+    def next_stage(self) -> str | None:
+        """The stage due next, or None once ``finish`` ran."""
+        done = 0 if self.stage is None else KEXEC_STAGES.index(self.stage) + 1
+        return KEXEC_STAGES[done] if done < len(KEXEC_STAGES) else None
+
+    def _enter(self, name: str) -> None:
+        """The state checks of stage ``name``, before it changes anything."""
+        what = f"kexec reboot: cannot run {name}"
+        if self._stopped is not None:
+            raise RuntimeError(f"{what}: the reboot stopped ({self._stopped})")
+        due = self.next_stage
+        if due is None:
+            raise RuntimeError(f"{what}: the reboot is over (finish ran)")
+        if name != due:
+            when = "already ran" if KEXEC_STAGES.index(name) < KEXEC_STAGES.index(due) \
+                else "is not due yet"
+            raise RuntimeError(f"{what}: it {when}; the next stage is {due} (the stages run "
+                               f"in the order {', '.join(KEXEC_STAGES)})")
+        m = self.machine
+        if m.halted:
+            raise RuntimeError(f"{what}: the machine halted since the reboot started")
+        running = self._next_kernel if self._next_kernel is not None else self._kernel
+        if m.kernel is not running:
+            raise RuntimeError(f"{what}: the machine booted another kernel since the "
+                               f"reboot started")
+        if self._next_kernel is None:
+            kexec = m.kernel.kexec
+            slot = kexec.kexec_crash_image if self.crash else kexec.kexec_image
+            if slot is not self.image:
+                raise RuntimeError(f"{what}: the image being booted was unloaded or "
+                                   f"replaced since the reboot started")
+        if name == "prepare" and not self.crash and m.kernel.kexec.kexec_in_progress:
+            raise OSError(errno.EBUSY, "kernel_kexec: another reboot is in progress")
+
+    def _started(self) -> tuple[RebootClock, RebootContext]:
+        assert self._clock is not None and self._ctx is not None
+        return self._clock, self._ctx
+
+    def _stop(self, name: str, exc: BaseException) -> None:
+        self._stopped = f"{name} failed: {type(exc).__name__}: {exc}"
+
+    def prepare(self) -> None:
+        """K16.1 steps 1–4 up to ``t_kexec`` (see the class)."""
+        self._enter("prepare")
+        m, image, crash = self.machine, self.image, self.crash
+        try:
+            if not crash:
+                m.kernel.kexec.kexec_in_progress = True
+            devices = list(m.devices.values())
+            clock = RebootClock(
+                copy_ns=m.copy_ns, pages=_planned_pages(image), cpus=m.cpus, crash=crash,
+                slots=[(d.name, d.shutdown_extra_ns(m)) for d in reversed(devices)],
+                syscore_wait_ns=max([d.syscore_wait_ns(m) for d in devices] or [0]))
+            ctx = RebootContext(m, clock, crash)
+            result = self.result
+            result.t_kexec, result.t_jump, result.t_end = clock.t_kexec, clock.t_jump, clock.t_end
+            result.copy_ns = clock.copy_ns
+            self._devices, self._clock, self._ctx = devices, clock, ctx
+            self._events = _collect_events(m, ctx, crash)
+            if not crash:
+                m.kernel.log.info("kexec_core: Starting new kernel")
+            self._pos = _apply(ctx, self._events, 0, clock.t_kexec, inclusive=True)
+        except BaseException as exc:
+            self._stop("prepare", exc)
+            raise
+        self.stage = "prepare"
+
+    def hot_phase(self) -> None:
+        """``machine_kexec``: the relocation walk with the device writes due before
+        ``t_jump`` (see the class); ``RelocationError`` halts the machine."""
+        self._enter("hot_phase")
+        clock, ctx = self._started()
+        m, result, events = self.machine, self.result, self._events
+        try:
+            walk = _Walk(m, self.image, result)
+            pos = self._pos
+            t0 = time.perf_counter()
+            while pos < len(events) and events[pos][0] <= clock.t_jump:
+                walk.copy_until(clock.pages_done_by(events[pos][0]))
+                pos = _apply(ctx, events, pos, events[pos][0], inclusive=True)
+            walk.copy_until(None)
+            result.hot_phase_seconds = time.perf_counter() - t0
+            result.hot_phase_bytes = 4096 * result.hot_phase_pages
+            self._pos = pos
+        except BaseException as exc:
+            self._stop("hot_phase", exc)
+            raise
+        self.stage = "hot_phase"
+
+    def verify(self) -> None:
+        """The check at ``t_jump`` (K16.10): x86_64 purgatory's digest, arm64 pykern's
+        reference check (left out with ``checks=False``)."""
+        self._enter("verify")
+        m = self.machine
+        try:
+            if self.checks or m.arch == "x86_64":
+                self.result.verified = _verified(m, self.image)
+            self._spinning = m.arch == "x86_64" and not self.result.verified
+        except BaseException as exc:
+            self._stop("verify", exc)
+            raise
+        self.stage = "verify"
+
+    def boot_next(self) -> None:
+        """The jump and the next generation's boot, with the device writes due until
+        ``t_end`` (K16.13); nothing after a purgatory digest mismatch."""
+        self._enter("boot_next")
+        clock, ctx = self._started()
+        if not self._spinning:
+            m, events = self.machine, self._events
+            try:
+                pos = _apply(ctx, events, self._pos, clock.t_takeover, inclusive=False)
+                ctx.now = clock.t_takeover
+                self._next_kernel = m.boot_next({"image": self.image})
+                self.result.booted = True
+                self._pos = _apply(ctx, events, pos, clock.t_end, inclusive=False)
+                ctx.now = clock.t_end
+            except BaseException as exc:
+                self._stop("boot_next", exc)
+                raise
+        self.stage = "boot_next"
+
+    def finish(self) -> KexecResult:
+        """The end of the observed run (K16.11, GIC-O1): the corruption scan (left out with
+        ``checks=False``), the scribbles, the devices' end of reboot; the halt after a
+        digest mismatch.  Returns the result."""
+        self._enter("finish")
+        _, ctx = self._started()
+        m, result = self.machine, self.result
+        try:
+            if self.checks:
+                result.corrupted = _corrupted(m, self.image)
+            result.scribbles = ctx.scribbles()
+            for dev in self._devices:
+                dev.end_reboot(ctx)
+            if self._spinning:
+                m.machine_halt("purgatory: SHA-256 mismatch, spinning")
+        except BaseException as exc:
+            self._stop("finish", exc)
+            raise
+        self.stage = "finish"
         return result
-    pos = _apply(ctx, events, pos, clock.t_takeover, inclusive=False)
-    ctx.now = clock.t_takeover
-    m.boot_next({"image": image})
-    result.booted = True
-    _apply(ctx, events, pos, clock.t_end, inclusive=False)
-    ctx.now = clock.t_end
-    result.corrupted = _corrupted(m, image)
-    result.scribbles = ctx.scribbles()
-    for dev in devices:
-        dev.end_reboot(ctx)
-    return result
+
+    def run(self) -> KexecResult:
+        """Every stage not run yet, in order; the result."""
+        while (due := self.next_stage) is not None:
+            getattr(self, due)()
+        return self.result
+
+    def __repr__(self) -> str:
+        state = f"stopped: {self._stopped}" if self._stopped else \
+            f"next {self.next_stage}" if self.next_stage else "finished"
+        return f"<KexecReboot {self.image.type} gen {self.machine.generation} {state}>"
+
+
+def kernel_kexec_stages(m: Machine, *, checks: bool = True) -> KexecReboot:
+    """``kernel_kexec`` (K16.1) before its first stage: ``OSError(EBUSY)`` while another
+    reboot is in progress (the kernel's ``kexec_trylock``), ``OSError(EINVAL)`` when no image
+    is loaded; else a :class:`KexecReboot` whose stages do the rest."""
+    kexec = m.kernel.kexec
+    if kexec.kexec_in_progress:
+        raise OSError(errno.EBUSY, "kernel_kexec: another reboot is in progress")
+    image = kexec.kexec_image
+    if image is None:
+        raise OSError(errno.EINVAL, "kernel_kexec: no kexec image loaded")
+    return KexecReboot(m, image, checks=checks)
 
 
 def kernel_kexec(m: Machine) -> KexecResult:
@@ -236,13 +433,10 @@ def kernel_kexec(m: Machine) -> KexecResult:
     is loaded.
 
     The in-progress flag, then device_shutdown (each device's hook at the end of its slot,
-    in reverse probe order), CPUs offline, machine_kexec: the copy, the check, the jump.
+    in reverse probe order), CPUs offline, machine_kexec: the copy, the check, the jump —
+    the stages of :class:`KexecReboot`, run in order.
     """
-    image = m.kernel.kexec.kexec_image
-    if image is None:
-        raise OSError(errno.EINVAL, "kernel_kexec: no kexec image loaded")
-    m.kernel.kexec.kexec_in_progress = True
-    return _reboot(m, image, crash=False)
+    return kernel_kexec_stages(m).run()
 
 
 def crash_kexec(m: Machine) -> KexecResult | None:
@@ -254,4 +448,4 @@ def crash_kexec(m: Machine) -> KexecResult | None:
         return None
     assert image.image_type == KEXEC_TYPE_CRASH
     m.kernel.log.printk(0, "Kernel panic - not syncing: pykern m.panic()")
-    return _reboot(m, image, crash=True)
+    return KexecReboot(m, image, crash=True).run()
