@@ -176,8 +176,6 @@ GUIDE_PAGES = ["index.md", "guide/machine.md", "guide/memory.md", "guide/cma.md"
 @pytest.mark.parametrize("page", GUIDE_PAGES)
 def test_guide_examples_run(page: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Every ```python block of a guide page runs, in page order, in one namespace."""
-    if page == "guide/devices.md":
-        pytest.importorskip("pykern.drivers.gic")
     blocks = _python_blocks(DOCS / page)
     assert blocks, page
     namespace: dict[str, Any] = {"__name__": f"docs_{Path(page).stem}"}

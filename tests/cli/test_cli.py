@@ -43,16 +43,6 @@ def scn(tmp_path: Path) -> str:
     return str(p)
 
 
-def gic_usable() -> None:
-    """Skip unless pykern.drivers.gic exists and a machine can probe a GIC."""
-    gic = pytest.importorskip("pykern.drivers.gic")
-    from pykern import Machine
-    try:
-        Machine("256M", devices=[gic.GICv3()])
-    except ImportError as exc:
-        pytest.skip(f"the GIC model is incomplete: {exc}")
-
-
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     rc = main(list(argv))
     out, err = capsys.readouterr()
@@ -97,7 +87,6 @@ def test_demo_gic_needs_arm64(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_demo_with_a_gic(capsys: pytest.CaptureFixture[str]) -> None:
     """With the GIC that ignores shutdown, both runs report their scribbles."""
-    gic_usable()
     rc = main(["demo", "--json", "--kernel-mib", "4", "--initrd-mib", "4", "--device", "gic"])
     runs = json.loads(capsys.readouterr().out)
     assert rc in (0, 1) and [r["device"] for r in runs] == ["gic", "gic"]
@@ -137,7 +126,6 @@ def test_run_bundled_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_run_gic_vs_cma(capsys: pytest.CaptureFixture[str]) -> None:
-    gic_usable()
     rc, out, _ = run(capsys, "run", "gic-vs-cma", "--json")
     doc = json.loads(out)
     assert rc in (0, 1) and len(doc["steps"]) == 5
@@ -326,7 +314,6 @@ def test_console_script_in_a_subprocess() -> None:
 def test_demo_default_shows_the_claim_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     """README's first command: with the default GIC ignoring shutdown, the NO_CMA run is
     corrupted and the CMA run is not; that is the expected outcome, so the exit code is 0."""
-    pytest.importorskip("pykern.drivers.gic")
     rc = main(["demo", "--json", "--kernel-mib", "8", "--initrd-mib", "8"])
     out = json.loads(capsys.readouterr().out)
     runs = out if isinstance(out, list) else out["runs"]
@@ -400,7 +387,6 @@ def test_cat_gic_vs_cma_iomem_exits_0(capsys: pytest.CaptureFixture[str]) -> Non
     """Issue 16's first case: step 5 of gic-vs-cma finds corruption (GIC-K3: LPI pending
     bits written into the walk-placed kernel); `cat` still prints /proc/iomem and exits 0,
     and `run` keeps exiting 1 for that scenario."""
-    gic_usable()
     rc, out, err = run(capsys, "cat", "gic-vs-cma", "/proc/iomem")
     assert rc == 0 and out.startswith("40000000-7fffffff : System RAM\n")
     assert "gic-vs-cma step 5 (exec) corrupted" in err
@@ -432,7 +418,6 @@ flags = ["NO_CMA"]
 
 def test_exec_exits_1_when_its_own_reboot_is_corrupted(capsys: pytest.CaptureFixture[str],
                                                       tmp_path: Path) -> None:
-    gic_usable()
     p = tmp_path / "gicnocma.toml"
     p.write_text(GIC_NO_CMA)
     rc, out, err = run(capsys, "exec", str(p), "--json")

@@ -41,16 +41,6 @@ def scn(tmp_path: Path) -> str:
     return str(p)
 
 
-def gic_usable() -> None:
-    """Skip unless pykern.drivers.gic exists and a machine can probe a GIC."""
-    gic = pytest.importorskip("pykern.drivers.gic")
-    from pykern import Machine
-    try:
-        Machine("256M", devices=[gic.GICv3()])
-    except ImportError as exc:
-        pytest.skip(f"the GIC model is incomplete: {exc}")
-
-
 def svg_texts(path: Path) -> list[str]:
     root = ET.parse(path).getroot()
     return ["".join(el.itertext()) for el in root.iter() if el.tag.endswith("}text")]
@@ -93,7 +83,6 @@ def test_demo_map_is_drawn_after_the_reboot(capsys: pytest.CaptureFixture[str],
     empty.  Now the NO_CMA panel has the corrupted runs of the walk-placed kernel and both
     have the GIC's scribbles (GIC-K3), with a legend entry for each colour."""
     pytest.importorskip("matplotlib")
-    gic_usable()
     out = tmp_path / "demo.svg"
     rc = main(["map", "-o", str(out), "--json"])
     cap = capsys.readouterr()
@@ -152,14 +141,8 @@ def test_map_bad_step(capsys: pytest.CaptureFixture[str], scn: str, tmp_path: Pa
 
 
 def test_map_with_device_tables(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A GIC's tables() get their own row (skipped while the GIC model is not there)."""
+    """A GIC's tables() get their own row."""
     pytest.importorskip("matplotlib")
-    gic = pytest.importorskip("pykern.drivers.gic")
-    from pykern import Machine
-    try:
-        Machine("256M", devices=[gic.GICv3()])
-    except ImportError as exc:
-        pytest.skip(f"the GIC model is incomplete: {exc}")
     out = tmp_path / "gic.png"
     rc = main(["map", "gic-vs-cma", "--step", "2", "-o", str(out), "--json"])
     doc = json.loads(capsys.readouterr().out)
@@ -172,7 +155,6 @@ def test_map_exit_code_is_the_maps_own(capsys: pytest.CaptureFixture[str],
     """Issue 16: step 5 of gic-vs-cma finds corruption; the map is written, so exit 0, and
     the step is named on stderr."""
     pytest.importorskip("matplotlib")
-    gic_usable()
     out = tmp_path / "m.png"
     rc = main(["map", "gic-vs-cma", "-o", str(out), "--json"])
     cap = capsys.readouterr()
@@ -241,7 +223,6 @@ def test_16g_map_keeps_segments_and_tables_readable(capsys: pytest.CaptureFixtur
     """The 16 GiB machine's SVG has a lane per segment and for the GIC tables, with their
     names as text, and a lettered box per lane on the overview."""
     pytest.importorskip("matplotlib")
-    gic_usable()
     scn = tmp_path / "big.toml"
     scn.write_text('name = "big"\n[machine]\nram = "16G"\ncmdline = "cma=256M"\n'
                    '[[machine.devices]]\ntype = "gic"\nhonours_shutdown = false\n'
