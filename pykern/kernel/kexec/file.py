@@ -313,6 +313,8 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
     if flags & ~legal:
         raise OSError(errno.EINVAL, f"unknown flags {flags & ~legal:#x} for "
                                     f"{m.kernel_version}")
+    if m.kernel.kexec.kexec_in_progress:     # K1.4: the try-lock a reboot in progress holds
+        raise OSError(errno.EBUSY, "kexec_file_load: a kexec reboot is in progress")
     crash = image_type == KEXEC_TYPE_CRASH
     if flags & KEXEC_FILE_UNLOAD:
         old = m.kernel.kexec.kexec_crash_image if crash else m.kernel.kexec.kexec_image

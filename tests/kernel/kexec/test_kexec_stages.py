@@ -327,3 +327,22 @@ def test_benchmark_kexec_fixture_with_pytest_benchmark(pytester: pytest.Pytester
     """)
     result = pytester.runpytest("--benchmark-disable", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_k1_4_kexec_file_load_during_a_staged_reboot_is_ebusy() -> None:
+    """K1.4: kexec_file_load takes the kexec try-lock after its flag check, so a load (or an
+    unload) while a reboot is in progress gets EBUSY and leaves the loaded image in place; a
+    bad flag is still EINVAL first (K1.3)."""
+    m, _ = _loaded("arm64", KEXEC_FILE_NO_CMA, device=False)
+    image = m.kexec_image
+    stages = m.kernel_kexec_stages()
+    stages.prepare()
+    before = _snapshot(m, stages)
+    with pytest.raises(OSError) as exc:
+        m.kexec_file_load(images.arm64_image(1 << 20), None, "", KEXEC_FILE_NO_CMA)
+    assert exc.value.errno == errno.EBUSY
+    with pytest.raises(OSError) as exc:
+        m.kexec_file_load(None, None, "", 0x4000)
+    assert exc.value.errno == errno.EINVAL
+    assert m.kexec_image is image and _snapshot(m, stages) == before
+    assert stages.run().verified and m.generation == 1
