@@ -165,19 +165,28 @@ def _skip(benchmark: Any, mode: str, nbytes: int) -> None:
         pytest.skip("pykern._fast is not compiled here")
 
 
+def _reboot_bench(benchmark: Any, group: str, mode: str,
+                  nbytes: int) -> tuple[Any, tuple[Any, ...]] | None:
+    """One member of a reboot group: skipped where it does not run, the floor timed (None),
+    or the group set and the machine of ``mode`` built."""
+    _skip(benchmark, mode, nbytes)
+    if mode == "memmove":
+        _floor(benchmark, group, nbytes)
+        return None
+    benchmark.group = group
+    benchmark.extra_info.update(bytes=nbytes, mode=mode)
+    return _reboot_machine(benchmark, mode, nbytes)
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("mode", HOT_MODES)
 def test_bench_hot_phase(benchmark_kexec: Any, benchmark: Any, mode: str, size: str) -> None:
     """The ``hot_phase`` stage alone (``machine_kexec``, K16.2) of each mode."""
     nbytes = SIZES[size]
-    _skip(benchmark, mode, nbytes)
-    group = f"hot phase {size}"
-    if mode == "memmove":
-        _floor(benchmark, group, nbytes)
+    built = _reboot_bench(benchmark, f"hot phase {size}", mode, nbytes)
+    if built is None:
         return
-    benchmark.group = group
-    benchmark.extra_info.update(bytes=nbytes, mode=mode)
-    machine, load = _reboot_machine(benchmark, mode, nbytes)
+    machine, load = built
     r = benchmark_kexec(machine, load, "hot_phase", rounds=1 if mode == "no-cma-pure" else 3,
                         checks=not _timing(benchmark))      # CI: finish with the checks
     assert (r.result.hot_phase_bytes == 0) == (mode == "cma")
@@ -192,14 +201,10 @@ def test_bench_reboot_whole(benchmark_kexec: Any, benchmark: Any, mode: str) -> 
     """Every stage of ``kernel_kexec`` (K16.1) of a 128 MiB kernel, pykern's checks left out
     (with them under --benchmark-disable)."""
     nbytes = 128 * MiB
-    _skip(benchmark, mode, nbytes)
-    group = "reboot (whole) 128M"
-    if mode == "memmove":
-        _floor(benchmark, group, nbytes)
+    built = _reboot_bench(benchmark, "reboot (whole) 128M", mode, nbytes)
+    if built is None:
         return
-    benchmark.group = group
-    benchmark.extra_info.update(bytes=nbytes, mode=mode)
-    machine, load = _reboot_machine(benchmark, mode, nbytes)
+    machine, load = built
     checks = not _timing(benchmark)
     r = benchmark_kexec(machine, load, "reboot", rounds=1 if mode == "no-cma-pure" else 3,
                         checks=checks)
