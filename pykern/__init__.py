@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# First: under PYKERN_NO_EXTENSIONS=1 it routes the compiled kernel modules to their source.
+from . import _fast  # noqa: F401
 from . import quirks
 from .kernel.kexec.uapi import (KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS, KEXEC_FILE_FORCE_DTB,
                                  KEXEC_FILE_NO_CMA, KEXEC_FILE_NO_INITRAMFS,

@@ -10,12 +10,25 @@ compiled one is used when it imports, unless the environment has
 - ``get_memops(extensions)``: pick one explicitly.
 - ``zero_range``, ``copy_range``, ``range_equal``, ``first_diff``, ``first_equal``: the
   default's functions.
+
+The kernel modules of ``PURE_MODULES`` (the buddy allocator core) are a second kind: plain
+Python that the compiled build compiles as it is (Cython's pure-Python mode, with a ``.pxd``
+beside each module giving C types).  The ``.py`` file is the one source: under
+``PYKERN_NO_EXTENSIONS=1`` a finder installed here loads it instead of the compiled module,
+and ``source_twin(name)`` loads a second copy from source beside the compiled one (the
+equivalence tests run both on the same operations).  ``CORE_COMPILED`` says which runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from typing import TYPE_CHECKING, Any, Protocol
+import sys
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec, SourceFileLoader
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from . import _memops_py as memops_py
 
@@ -24,7 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMPILED",
+    "CORE_COMPILED",
     "NO_EXTENSIONS",
+    "PURE_MODULES",
+    "core_compiled",
+    "source_twin",
     "MemOps",
     "copy_range",
     "first_diff",
@@ -51,6 +68,52 @@ class MemOps(Protocol):
 
 
 NO_EXTENSIONS: bool = os.environ.get("PYKERN_NO_EXTENSIONS") == "1"
+
+#: Kernel modules the compiled build compiles from their own source (setup.py's list).
+PURE_MODULES: tuple[str, ...] = ("pykern.mm.mmzone", "pykern.mm.page", "pykern.mm.page_alloc")
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _source_path(name: str) -> Path:
+    return _PACKAGE_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py")
+
+
+class _SourceFirst(MetaPathFinder):
+    """Loads the modules of ``PURE_MODULES`` from their ``.py`` files, never from a compiled
+    module beside them (``PYKERN_NO_EXTENSIONS=1`` at run time)."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if fullname not in PURE_MODULES:
+            return None
+        source = str(_source_path(fullname))
+        return importlib.util.spec_from_file_location(
+            fullname, source, loader=SourceFileLoader(fullname, source))
+
+
+if NO_EXTENSIONS and not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+    sys.meta_path.insert(0, _SourceFirst())
+
+
+def core_compiled() -> bool:
+    """Whether the running allocator core (``pykern.mm.page_alloc``) is the compiled one."""
+    import pykern.mm.page_alloc as pa
+    return not str(pa.__file__).endswith(".py")
+
+
+def source_twin(name: str) -> ModuleType:
+    """A fresh copy of ``name`` (one of ``PURE_MODULES``) run from its ``.py`` source, as
+    ``<name>_source``; its own imports resolve to the running (maybe compiled) modules."""
+    if name not in PURE_MODULES:
+        raise ValueError(f"{name} is not one of {PURE_MODULES}")
+    twin = f"{name}_source"
+    spec = importlib.util.spec_from_file_location(twin, _source_path(name))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = name.rpartition(".")[0]
+    sys.modules[twin] = module
+    spec.loader.exec_module(module)
+    return module
 
 memops_c: MemOps | None = None
 if not NO_EXTENSIONS:
@@ -101,6 +164,12 @@ def get_memops(extensions: bool | None = None) -> MemOps:
         why = "PYKERN_NO_EXTENSIONS=1 is set" if NO_EXTENSIONS else "it was not built"
         raise ImportError(f"pykern._fast._memops_c is unavailable: {why}")
     return memops_py
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CORE_COMPILED":  # computed on first use: it imports the allocator
+        return core_compiled()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _default = get_memops()

@@ -8,7 +8,11 @@ head removal and ``del`` O(1) unlinking, as the kernel's doubly linked lists do.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any, TypeVar
+
 from ..constants import PAGE_SHIFT, PAGE_SIZE
+
+_T = TypeVar("_T")
 
 __all__ = [
     "PAGE_SHIFT", "PAGE_SIZE", "MAX_PAGE_ORDER", "NR_PAGE_ORDERS", "MAX_ORDER_NR_PAGES",
@@ -51,6 +55,22 @@ fallbacks: tuple[tuple[int, ...], ...] = (
     (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
     (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
 )
+
+
+def _rebuild(cls: type[_T], state: dict[str, Any]) -> _T:
+    """Unpickle what a ``__reduce__`` of this package saved: a bare instance, then its fields.
+
+    The compiled build makes Zone, MemMap, Page and PageAlloc extension types; saving them
+    as (class, fields) keeps one snapshot format for both builds."""
+    obj = cls.__new__(cls)
+    for name, value in state.items():
+        setattr(obj, name, value)
+    return obj
+
+
+def _slot_state(obj: Any) -> dict[str, Any]:
+    """The fields ``_rebuild`` restores: every slot of ``obj`` that is set."""
+    return {name: getattr(obj, name) for name in type(obj).__slots__ if hasattr(obj, name)}
 
 
 def PFN_PHYS(pfn: int) -> int:
@@ -149,6 +169,9 @@ class Zone:
     zone_spans_pfn = zone_spans_pfn
     populated_zone = populated_zone
     wmark_pages = wmark_pages
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), _slot_state(self))
 
     def __repr__(self) -> str:
         return (f"<Zone {self.name} pfn {self.zone_start_pfn:#x}+{self.spanned_pages:#x}"

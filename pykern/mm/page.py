@@ -9,9 +9,9 @@ section) but are never valid (``pfn_valid``).
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .mmzone import MAX_ORDER_NR_PAGES, PAGE_SHIFT, pageblock_order
+from .mmzone import MAX_ORDER_NR_PAGES, PAGE_SHIFT, _rebuild, _slot_state, pageblock_order
 
 if TYPE_CHECKING:
     from .page_alloc import PageAlloc
@@ -85,6 +85,9 @@ class MemMap:
 
     pfn_valid = pfn_valid
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), _slot_state(self))
+
     def metadata_bytes(self) -> int:
         """Bytes of per-page and per-pageblock state (for the memory bench)."""
         byte_arrays = (self.flags, self.order, self.alloc_order, self.freelist_mt,
@@ -155,6 +158,9 @@ class Page:
 
     def __hash__(self) -> int:
         return hash(self.pfn)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), _slot_state(self))
 
     def __repr__(self) -> str:
         return f"<Page pfn={self.pfn:#x} phys={self.phys:#x}>"

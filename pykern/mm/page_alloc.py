@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from math import isqrt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import gfp as G
 from .fail_page_alloc import __should_fail_alloc_page
@@ -37,7 +37,7 @@ from .internal import (
     ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, FPI_NONE, FPI_TO_TAIL,
 )
 from .mmzone import (
-    MAX_NR_ZONES, MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE,
+    _rebuild, MAX_NR_ZONES, MAX_PAGE_ORDER, MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_ISOLATE,
     MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
     MIGRATE_UNMOVABLE, NR_PAGE_ORDERS, PAGE_ALLOC_COSTLY_ORDER, WMARK_HIGH, WMARK_LOW,
     WMARK_MIN, WMARK_PROMO, ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL, Zone, fallbacks,
@@ -217,7 +217,7 @@ def __add_to_free_list(mm: PageAlloc, pfn: int, zone: Zone, order: int, mt: int,
     fl = zone.free_list[order][mt]
     fl[pfn] = None
     if not tail:
-        fl.move_to_end(pfn, last=False)
+        fl.move_to_end(pfn, False)           # to the head
     zone.nr_free[order] += 1
     if order >= pageblock_order and mt != MIGRATE_ISOLATE:
         zone.nr_free_pages_blocks += 1 << order
@@ -276,7 +276,7 @@ def expand(mm: PageAlloc, zone: Zone, pfn: int, low: int, high: int, mt: int) ->
         freelist_mt[i] = mt
         fl = free_list[high][mt]
         fl[p] = None
-        fl.move_to_end(p, last=False)
+        fl.move_to_end(p, False)       # to the head
         nr_free[high] += 1
         if high >= pageblock_order and mt != MIGRATE_ISOLATE:
             zone.nr_free_pages_blocks += size
@@ -530,7 +530,7 @@ def __rmqueue_smallest(mm: PageAlloc, zone: Zone, order: int, mt: int) -> int | 
     for k in range(order, NR_PAGE_ORDERS):
         fl = free_list[k][mt]
         if fl:
-            pfn = fl.popitem(last=False)[0]     # page_del_and_expand, inline
+            pfn = fl.popitem(False)[0]     # the head; page_del_and_expand, inline
             mem = mm.mem_map
             i = pfn - mem.base_pfn
             mem.flags[i] &= ~PG_buddy
@@ -1170,6 +1170,16 @@ def init_per_zone_wmark_min(mm: PageAlloc) -> None:
 
 
 # ------------------------------------------------------------------------------- m.mm
+#: The fields PageAlloc.__init__ sets (the compiled build declares them in page_alloc.pxd).
+_PAGEALLOC_FIELDS = (
+    "mem_map", "zones", "log", "arch", "clear_pages", "init_on_alloc", "init_on_free",
+    "min_free_kbytes", "user_min_free_kbytes", "watermark_scale_factor",
+    "watermark_boost_factor", "defrag_mode", "percpu_pagelist_high_fraction",
+    "lowmem_reserve_ratio", "page_group_by_mobility_disabled", "totalreserve_pages",
+    "totalcma_pages", "memalloc_pin", "vm_events", "pgfree", "zonelists", "zone_spans",
+    "gfp_params", "fail_page_alloc",
+)
+
 class PageAlloc:
     """``m.mm``: the memmap, zones and buddy allocator of one boot.
 
@@ -1218,6 +1228,13 @@ class PageAlloc:
         self.gfp_params: dict[int, tuple[int, int]] = {}
         #: mm/fail_page_alloc.c's state (set at boot, :mod:`pykern.mm.fail_page_alloc`).
         self.fail_page_alloc: FailPageAlloc | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Both builds save the same (class, fields) pair (see mmzone._rebuild); the compiled
+        # build keeps the declared fields outside __dict__, hence the merge.
+        state = dict(vars(self))
+        state.update((name, getattr(self, name)) for name in _PAGEALLOC_FIELDS)
+        return _rebuild, (type(self), state)
 
     # The kernel functions that are also the user-facing API.
     alloc_pages = alloc_pages
