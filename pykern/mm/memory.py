@@ -8,6 +8,7 @@ nothing.  Banks sit back to back in address order; ``m.ram`` is the buffer.
 from __future__ import annotations
 
 import mmap
+import sys
 from bisect import bisect_right
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,12 @@ if TYPE_CHECKING:
 from .mmzone import PAGE_SHIFT, PAGE_SIZE
 
 __all__ = ["PhysMem"]
+
+#: MAP_NORESERVE (Linux's value where the mmap module lacks the name): emulated RAM is
+#: committed page by page as it is touched, so a machine of many GiB, still mapped until the
+#: garbage collector frees it, does not make the host refuse a fork() for lack of memory.
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" else 0)
+_RAM_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
 
 
 class PhysMem:
@@ -28,7 +35,7 @@ class PhysMem:
         self.banks = sorted(banks)
         total = sum(size for _, size in self.banks)
         try:
-            self.buf = mmap.mmap(-1, total, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            self.buf = mmap.mmap(-1, total, flags=_RAM_FLAGS)
         except (OSError, OverflowError) as exc:
             raise ValueError(f"ram: cannot map {total} bytes of emulated RAM ({exc})") from None
         self._memops = memops

@@ -163,3 +163,25 @@ def test_compiled_build_runs_the_compiled_core() -> None:
     """In the compiled build the allocator core is the compiled module."""
     assert fast.CORE_COMPILED
     assert not inspect.isfunction(running.__dict__["__rmqueue_smallest"])
+
+
+def test_snapshot_saved_by_one_build_restores_in_the_other(tmp_path: Path) -> None:
+    """Zone, MemMap, Page and PageAlloc pickle as (class, fields) in both builds, so a
+    snapshot saved by the running build restores in a process that runs the sources."""
+    import os
+    import subprocess
+    import sys
+
+    m = Machine("64M", cmdline="cma=8M")
+    page = m.mm.alloc_pages(G.GFP_KERNEL, 3)
+    assert page is not None
+    m.save(tmp_path / "m.snap")
+    code = ("import sys, pykern._fast as f\n"
+            "from pykern import Machine\n"
+            "m = Machine.restore(sys.argv[1])\n"
+            "m.mm.check_invariants()\n"
+            "print(f.CORE_COMPILED, m.mm.nr_free_pages(), m.read('/proc/buddyinfo'))\n")
+    env = dict(os.environ, PYKERN_NO_EXTENSIONS="1")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.snap")], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out == f"False {m.mm.nr_free_pages()} {m.read('/proc/buddyinfo')}\n"
