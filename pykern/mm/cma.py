@@ -14,6 +14,7 @@ The kernel functions are module-level functions with the kernel's names
 from __future__ import annotations
 
 import errno
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -260,7 +261,9 @@ def cma_release(cma: Cma, page: Page | int | None, count: int) -> bool:
     # Pages alloc_contig_range handed out are order-0 allocations with a reference
     # (MM R7); a free page or the tail of a free block has alloc_order NO_ALLOC.
     orders, refs = mem.alloc_order[i:i + count], mem.refcount[i:i + count]
-    if count and (orders.count(0) != count or min(refs) <= 0):
+    # min() only when some page holds other than the one reference it was handed out with
+    if count and (orders.count(0) != count or (refs != array(refs.typecode, (1,)) * count
+                                               and min(refs) <= 0)):
         bad = next(k for k in range(count) if orders[k] != 0 or refs[k] <= 0)
         raise ValueError(f"cma_release: {cma.name}: pfn {pfn + bad:#x} is not allocated")
     free_contig_range(cma._m, pfn, count)

@@ -49,83 +49,109 @@ def putback_movable_pages(m: Machine, pages: list[int]) -> None:
     pages.clear()
 
 
+#: ``isolate_migratepages_block``'s per-page tests by flag byte: 1 for a page the scan must
+#: look at (valid RAM that is a free block, a compound head or on an LRU); every other page
+#: is stepped over one pfn at a time, so the scan may jump to the next 1.
+_SCAN_STOPS = bytes(1 if b & PG_valid and b & (PG_buddy | PG_head | PG_lru) else 0
+                    for b in range(256))
+
+
 def isolate_migratepages_range(m: Machine, start: int, end: int,
                                pages: list[int]) -> int:
     """``isolate_migratepages_range`` (MM M2): add up to 32 movable in-use pages of
     [start, end) to ``pages``.
 
     Each taken page goes to the head of the list and counts in /proc/vmstat
-    ``compact_isolated`` (``isolate_migratepages_block``).  Returns where the scan
-    stopped (``cc->migrate_pfn``).
+    ``compact_isolated`` (``isolate_migratepages_block`` adds its count once per call).
+    Returns where the scan stopped (``cc->migrate_pfn``).  Pages that are neither free,
+    compound nor on an LRU (holes, kernel allocations) are passed over in one step per
+    pageblock (``_SCAN_STOPS``) rather than one pfn at a time; the pages examined are the
+    same.
     """
     mm = m.kernel.mm
     mem = mm.mem_map
     flags, refcount, mapcount, orders, base = (mem.flags, mem.refcount, mem.mapcount,
                                                mem.order, mem.base_pfn)
     zone = page_zone(mm, start)
+    zstart, zend = zone.zone_start_pfn, zone.zone_start_pfn + zone.spanned_pages
+    isolated = 0
     pfn = start
     while pfn < end:
         block_end = min((pfn & ~(pageblock_nr_pages - 1)) + pageblock_nr_pages, end)
-        if not (zone.zone_spans_pfn(pfn) and zone.zone_spans_pfn(block_end - 1)):
+        if not (zstart <= pfn < zend and zstart <= block_end - 1 < zend):
             pfn = block_end
             continue
-        while pfn < block_end:
+        # stops[k] is pfn0 + k's entry of _SCAN_STOPS
+        pfn0 = pfn
+        stops = flags[pfn0 - base:block_end - base].translate(_SCAN_STOPS)
+        while True:
+            k = stops.find(1, pfn - pfn0)
+            if k < 0:
+                pfn = block_end
+                break
+            pfn = pfn0 + k
             i = pfn - base
             f = flags[i]
-            if not f & PG_valid:
-                pfn += 1
-                continue
-            if f & PG_buddy:
+            if f & (PG_buddy | PG_head):
                 pfn += 1 << orders[i]
+                if pfn >= block_end:
+                    break
                 continue
-            if f & PG_head:
-                pfn += 1 << orders[i]
+            if f & PG_movable_ops or (f & PG_anon and refcount[i] > mapcount[i]):
+                pfn += 1  # not an LRU page, or pinned or otherwise referenced (MM M2.4)
+                if pfn >= block_end:
+                    break
                 continue
-            if not f & PG_lru or f & PG_movable_ops:
-                pfn += 1
-                continue
-            if f & PG_anon and refcount[i] > mapcount[i]:
-                pfn += 1  # pinned or otherwise referenced (MM M2.4)
-                continue
-            folio_isolate_lru(m, pfn)
+            # folio_isolate_lru: off the LRU, with the isolation reference
+            flags[i] = f & ~PG_lru
+            refcount[i] += 1
             pages.insert(0, pfn)
-            count_vm_events(mm, "compact_isolated", 1)
+            isolated += 1
             pfn += 1
             if len(pages) >= COMPACT_CLUSTER_MAX:
+                count_vm_events(mm, "compact_isolated", isolated)
                 return pfn
+            if pfn >= block_end:
+                break
         if len(pages) >= COMPACT_CLUSTER_MAX:
             break
+    count_vm_events(mm, "compact_isolated", isolated)
     return max(pfn, start)
 
 
 def migrate_folio_move(m: Machine, src: int, dst: int) -> None:
     """``migrate_folio_move`` and ``remove_migration_ptes`` for one page (MM M5): contents,
     flags and the one mapping go from ``src`` to ``dst``."""
-    mm = m.kernel.mm
+    kernel = m.kernel
+    mm = kernel.mm
     mem = mm.mem_map
     base = mem.base_pfn
     si, di = src - base, dst - base
     ram = m.physmem
+    buf = ram.buf
     so, do = ram.offset(src << 12, 4096), ram.offset(dst << 12, 4096)
-    ram.buf[do:do + 4096] = ram.buf[so:so + 4096]
+    buf[do:do + 4096] = buf[so:so + 4096]
     flags = mem.flags
-    flags[di] |= (flags[si] & (PG_anon | PG_unevictable)) | PG_lru
-    flags[si] &= ~(PG_anon | PG_unevictable | PG_lru)
+    f = flags[si]
+    flags[di] |= (f & (PG_anon | PG_unevictable)) | PG_lru
+    flags[si] = f & ~(PG_anon | PG_unevictable | PG_lru)
     mapcount = mem.mapcount
     mapcount[di] = mapcount[si]
     mapcount[si] = 0
-    rmap = m.kernel.rmap
+    rmap = kernel.rmap
+    owner, vpns = rmap.owner, rmap.vpn
     ri, rj = src - rmap.base_pfn, dst - rmap.base_pfn
-    task_id, vpn = rmap.owner[ri], rmap.vpn[ri]
-    rmap.owner[ri] = rmap.vpn[ri] = 0
-    rmap.owner[rj], rmap.vpn[rj] = task_id, vpn
-    task = m.kernel.tasks.get(task_id)
+    task_id, vpn = owner[ri], vpns[ri]
+    owner[ri] = vpns[ri] = 0
+    owner[rj], vpns[rj] = task_id, vpn
+    task = kernel.tasks.get(task_id)
     if task is not None:
         task.remap(vpn, dst)
-    src_zone, dst_zone = page_zone(mm, src), page_zone(mm, dst)
-    if src_zone is not dst_zone:
-        src_zone.nr_inactive_anon -= 1
-        dst_zone.nr_inactive_anon += 1
+    if len(mm.zone_spans) > 1:   # one zone: nothing to move between zones' counters
+        src_zone, dst_zone = page_zone(mm, src), page_zone(mm, dst)
+        if src_zone is not dst_zone:
+            src_zone.nr_inactive_anon -= 1
+            dst_zone.nr_inactive_anon += 1
     # The source held its mapping and the isolation reference; both go now.
     mem.refcount[si] = 1
     __free_pages(mm, src, 0)
@@ -144,17 +170,23 @@ def migrate_pages(m: Machine, pages: list[int], gfp: int) -> int:
     """
     mm = m.kernel.mm
     mem = mm.mem_map
+    refcount, mapcount, base = mem.refcount, mem.mapcount, mem.base_pfn
+    # A source in ZONE_MOVABLE gets its destination with __GFP_HIGHMEM (page_zone's idx)
+    movable = [(lo, hi) for lo, hi, zone in mm.zone_spans if zone.idx == ZONE_MOVABLE]
+    highmem_gfp = gfp | G.__GFP_HIGHMEM
     failed: list[int] = []
     moved = 0
     ret = 0
     while pages:
         src = pages[0]
-        i = src - mem.base_pfn
+        i = src - base
         # Success needs exactly the mapping and the isolation reference (MM M5).
-        if mem.refcount[i] != mem.mapcount[i] + 1:
+        if refcount[i] != mapcount[i] + 1:
             failed.append(pages.pop(0))
             continue
-        zone_gfp = gfp | (G.__GFP_HIGHMEM if page_zone(mm, src).idx == ZONE_MOVABLE else 0)
+        zone_gfp = gfp
+        if movable and any(lo <= src < hi for lo, hi in movable):
+            zone_gfp = highmem_gfp
         dst = __alloc_frozen_pages_noprof(mm, zone_gfp, 0)
         if dst is None:
             ret = -errno.ENOMEM

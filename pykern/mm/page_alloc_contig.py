@@ -7,6 +7,7 @@ top of the buddy allocator rather than being part of it.
 from __future__ import annotations
 
 import errno
+from array import array
 from typing import TYPE_CHECKING
 
 from . import gfp as G
@@ -155,8 +156,8 @@ def split_free_pages(m: Machine, start: int, end: int, gfp: int) -> None:
     mem.flags[i:j] = bytes([PG_valid]) * (j - i)
     mem.order[i:j] = bytes(j - i)
     mem.alloc_order[i:j] = bytes(j - i)
-    for k in range(i, j):
-        mem.refcount[k] = 1
+    refcount = mem.refcount
+    refcount[i:j] = array(refcount.typecode, (1,)) * (j - i)   # set_page_refcounted, per page
     post_alloc_hook(mm, start, end - start, gfp)
 
 
@@ -255,12 +256,14 @@ def free_contig_range(m: Machine, pfn: int, nr_pages: int) -> None:
     mem = mm.mem_map
     i = pfn - mem.base_pfn
     n = nr_pages
+    refcount = mem.refcount
     if n < 2 or i < 0 or i + n > len(mem.flags) or mm.init_on_free or \
-            mem.alloc_order[i:i + n].count(0) != n or mem.refcount[i:i + n].count(1) != n or \
+            mem.alloc_order[i:i + n].count(0) != n or \
+            refcount[i:i + n] != array(refcount.typecode, (1,)) * n or \
             mem.flags[i:i + n].translate(_FREE_MASK).count(PG_valid) != n:
         free_contig_range_pages(m, pfn, nr_pages)
         return
-    mem.refcount[i:i + n] = type(mem.refcount)(mem.refcount.typecode, bytes(4 * n))
+    refcount[i:i + n] = array(refcount.typecode, (0,)) * n
     mem.alloc_order[i:i + n] = b"\xff" * n
     mem.order[i:i + n] = bytes(n)
     p, end = pfn, pfn + n

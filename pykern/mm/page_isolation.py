@@ -37,16 +37,26 @@ PB_ISOLATE_MODE_CMA_ALLOC = 1
 PB_ISOLATE_MODE_OTHER = 2
 
 
+#: 1 for a flag byte of a RAM page (``pfn_to_online_page`` finds a page there).
+_VALID = bytes(b & PG_valid for b in range(256))
+#: 1 for a flag byte ``isolate_single_pageblock``'s walk stops at: a RAM page that heads a
+#: free block or a compound page (every other page is stepped over one pfn at a time).
+_BUDDY_OR_HEAD = bytes(1 if b & PG_valid and b & (PG_buddy | PG_head) else 0
+                       for b in range(256))
+
+
 def __first_valid_page(mm: PageAlloc, pfn: int, nr_pages: int) -> int | None:
     """``__first_valid_page``: the first RAM pfn of [pfn, pfn + nr_pages), or None."""
     mem = mm.mem_map
-    lo, hi = max(pfn, mem.base_pfn), min(pfn + nr_pages, mem.end_pfn)
+    base = mem.base_pfn
+    lo, hi = max(pfn, base), min(pfn + nr_pages, mem.end_pfn)
     if lo >= hi:
         return None
-    for p in range(lo, hi):
-        if mem.flags[p - mem.base_pfn] & PG_valid:
-            return p
-    return None
+    flags = mem.flags
+    if flags[lo - base] & PG_valid:
+        return lo
+    k = flags[lo - base:hi - base].translate(_VALID).find(1)
+    return None if k < 0 else lo + k
 
 
 def has_unmovable_pages(mm: PageAlloc, start: int, end: int, mode: int) -> int | None:
@@ -140,26 +150,31 @@ def isolate_single_pageblock(mm: PageAlloc, boundary: int, mode: int, before: bo
     mem = mm.mem_map
     if not mem.pfn_valid(boundary if before else boundary - 1):
         return 0
-    pfn = start
+    # The walk from ``start``: __first_valid_page skips holes, a free block or a compound
+    # page that ends by the boundary is stepped over whole, any other page one pfn at a
+    # time.  Only free-block and compound heads can stop it, so it goes from one to the
+    # next (stops[k] is pfn0 + k's entry of _BUDDY_OR_HEAD; the flags do not change here).
+    flags, orders, base = mem.flags, mem.order, mem.base_pfn
+    pfn0 = max(start, base)
+    stops = flags[pfn0 - base:boundary - base].translate(_BUDDY_OR_HEAD)
+    pfn = pfn0
     while pfn < boundary:
-        first = __first_valid_page(mm, pfn, boundary - pfn)
-        if first is None:
+        k = stops.find(1, pfn - pfn0)
+        if k < 0:
             break
-        pfn = first
-        i = pfn - mem.base_pfn
-        f = mem.flags[i]
+        pfn = pfn0 + k
+        i = pfn - base
+        f = flags[i]
         if f & PG_buddy:
-            pfn += 1 << mem.order[i]
+            pfn += 1 << orders[i]
             continue
-        if f & PG_head:
-            nr = 1 << mem.order[i]
-            if pfn + nr <= boundary:
-                pfn += nr
-                continue
-            if not skip_isolation:
-                unset_migratetype_isolate(mm, block)
-            return -errno.EBUSY
-        pfn += 1
+        nr = 1 << orders[i]
+        if pfn + nr <= boundary:
+            pfn += nr
+            continue
+        if not skip_isolation:
+            unset_migratetype_isolate(mm, block)
+        return -errno.EBUSY
     return 0
 
 

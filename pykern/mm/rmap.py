@@ -18,8 +18,8 @@ class Rmap:
 
     def __init__(self, base_pfn: int, nr: int) -> None:
         self.base_pfn = base_pfn
-        self.owner = array("i", bytes(4 * nr))
-        self.vpn = array("q", bytes(8 * nr))
+        self.owner = array("i", (0,)) * nr
+        self.vpn = array("q", (0,)) * nr
 
     def set(self, pfn: int, task_id: int, vpn: int) -> None:
         i = pfn - self.base_pfn

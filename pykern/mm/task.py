@@ -78,6 +78,9 @@ class Task:
         self._maps: dict[int, array[int]] = {}  # first vpn -> pfn per page
         self._next_vpn = TASK_UNMAPPED_BASE >> PAGE_SHIFT
         self.alive = True
+        #: (first vpn, page table) of the mapping ``remap`` last updated: migration moves a
+        #: mapping's pages one after another, so the next one is usually in it too.
+        self._remap_hint: tuple[int, array[int]] = (0, array("q"))
 
     # -------------------------------------------------------------- mapping
     def _check_alive(self) -> None:
@@ -138,7 +141,11 @@ class Task:
 
     def remap(self, vpn: int, pfn: int) -> None:
         """Point ``vpn`` at ``pfn`` (migration's page-table update)."""
-        table, k = self._lookup(vpn)
+        start, table = self._remap_hint
+        k = vpn - start
+        if not 0 <= k < len(table):
+            table, k = self._lookup(vpn)
+            self._remap_hint = (vpn - k, table)
         table[k] = pfn
 
     def pfn_of(self, va: int) -> int:
@@ -243,6 +250,7 @@ class Task:
                 mm.free_pages(pfn, 0)
         self._starts.clear()
         self._maps.clear()
+        self._remap_hint = (0, array("q"))
         self.alive = False
         m.kernel.tasks.pop(self.pid, None)
 
