@@ -28,6 +28,8 @@ from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec, SourceFileLoader
 from pathlib import Path
 from types import ModuleType
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from . import _memops_py as memops_py
@@ -46,6 +48,10 @@ __all__ = [
     "copy_range",
     "first_diff",
     "first_equal",
+    "freelist_c",
+    "freelist_py",
+    "new_free_lists",
+    "free_list_links_nbytes",
     "get_relocate",
     "relocate_c",
     "relocate_py",
@@ -136,6 +142,26 @@ if not NO_EXTENSIONS:
         pass
     else:
         relocate_c = _rc
+
+
+from . import _freelist_py as freelist_py  # noqa: E402
+
+freelist_c: Any = None
+if not NO_EXTENSIONS:
+    try:
+        from . import _freelist_c as _fc
+    except ImportError:
+        pass
+    else:
+        freelist_c = _fc
+
+#: The zones' free lists: link arrays when compiled, else OrderedDicts (same interface for
+#: what the allocator does with them, same order; tests/_fast checks).  Chosen per process.
+new_free_lists: Callable[[int, int, int, int], list[list[OrderedDict[int, None]]]] = (
+    freelist_c.new_free_lists if freelist_c is not None else freelist_py.new_free_lists)
+#: Bytes of per-page link arrays behind one zone's free lists (0 in the pure build).
+free_list_links_nbytes: Callable[[list[list[OrderedDict[int, None]]]], int] = (
+    freelist_c.links_nbytes if freelist_c is not None else freelist_py.links_nbytes)
 
 
 def get_relocate(extensions: bool | None = None) -> Any:

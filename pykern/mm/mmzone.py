@@ -1,8 +1,10 @@
 """Constants and the ``struct zone`` model (``include/linux/mmzone.h``).
 
 Free lists are one insertion-ordered ``OrderedDict`` per (order, migratetype):
-``move_to_end(pfn, last=False)`` gives O(1) head insertion, ``popitem`` O(1)
+``move_to_end(pfn, False)`` gives O(1) head insertion, ``popitem(False)`` O(1)
 head removal and ``del`` O(1) unlinking, as the kernel's doubly linked lists do.
+The compiled build threads the same lists through per-page link arrays instead
+(``pykern._fast._freelist_c``), with the same interface and the same order.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, TypeVar
 
+from .._fast import new_free_lists
 from ..constants import PAGE_SHIFT, PAGE_SIZE
 
 _T = TypeVar("_T")
@@ -66,6 +69,21 @@ def _rebuild(cls: type[_T], state: dict[str, Any]) -> _T:
     for name, value in state.items():
         setattr(obj, name, value)
     return obj
+
+
+def _rebuild_zone(cls: type[Zone], state: dict[str, Any]) -> Zone:
+    """Unpickle a zone: its free lists are saved as pfn lists, head first, and rebuilt as the
+    running build keeps them."""
+    pfns = state.pop("free_list")
+    zone = _rebuild(cls, state)
+    zone.free_list = new_free_lists(zone.zone_start_pfn,
+                                    zone.zone_start_pfn + zone.spanned_pages,
+                                    NR_PAGE_ORDERS, MIGRATE_TYPES)
+    for lists, saved in zip(zone.free_list, pfns):
+        for fl, items in zip(lists, saved):
+            for pfn in items:
+                fl[pfn] = None
+    return zone
 
 
 def _slot_state(obj: Any) -> dict[str, Any]:
@@ -146,8 +164,8 @@ class Zone:
         self.present_pages = 0
         self.managed_pages = 0
         self.cma_pages = 0
-        self.free_list: list[list[OrderedDict[int, None]]] = [
-            [OrderedDict() for _ in range(MIGRATE_TYPES)] for _ in range(NR_PAGE_ORDERS)]
+        self.free_list: list[list[OrderedDict[int, None]]] = new_free_lists(
+            start_pfn, end_pfn, NR_PAGE_ORDERS, MIGRATE_TYPES)
         self.nr_free = [0] * NR_PAGE_ORDERS
         self.nr_free_pages = 0
         self.nr_free_cma = 0
@@ -171,7 +189,9 @@ class Zone:
     wmark_pages = wmark_pages
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild, (type(self), _slot_state(self))
+        state = _slot_state(self)
+        state["free_list"] = [[list(fl) for fl in lists] for lists in self.free_list]
+        return _rebuild_zone, (type(self), state)
 
     def __repr__(self) -> str:
         return (f"<Zone {self.name} pfn {self.zone_start_pfn:#x}+{self.spanned_pages:#x}"

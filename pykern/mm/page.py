@@ -43,9 +43,7 @@ PB_migrate_isolate = 0x10
 
 
 def _zeros(typecode: str, n: int) -> array[int]:
-    a = array(typecode)
-    a.frombytes(bytes(n * a.itemsize))
-    return a
+    return array(typecode, (0,)) * n
 
 
 def pfn_valid(mem: MemMap, pfn: int) -> bool:

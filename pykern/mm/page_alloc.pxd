@@ -4,6 +4,7 @@
 cimport cython
 from pykern.mm.mmzone cimport Zone
 from pykern.mm.page cimport MemMap, Page
+from pykern._fast._freelist_c cimport FreeList
 
 cdef Py_ssize_t MAX_PAGE_ORDER, NR_PAGE_ORDERS, pageblock_order, pageblock_nr_pages
 cdef Py_ssize_t PAGE_ALLOC_COSTLY_ORDER, MAX_NR_ZONES
@@ -48,7 +49,7 @@ cpdef toggle_pageblock_isolate(PageAlloc mm, Py_ssize_t pfn, bint isolate)
 
 # free lists
 cpdef account_freepages(Zone zone, Py_ssize_t nr_pages, Py_ssize_t mt)
-@cython.locals(mem=MemMap, i=Py_ssize_t)
+@cython.locals(mem=MemMap, i=Py_ssize_t, fl=FreeList)
 cpdef __add_to_free_list(PageAlloc mm, Py_ssize_t pfn, Zone zone, Py_ssize_t order,
                          Py_ssize_t mt, bint tail)
 @cython.locals(mem=MemMap, i=Py_ssize_t)
@@ -61,7 +62,7 @@ cpdef move_to_free_list(PageAlloc mm, Py_ssize_t pfn, Zone zone, Py_ssize_t orde
                         Py_ssize_t old_mt, Py_ssize_t new_mt)
 @cython.locals(mem=MemMap, flags=bytearray, orders=bytearray, freelist_mt=bytearray,
                base=Py_ssize_t, free_list=list, nr_free=list, nr_added=Py_ssize_t,
-               size=Py_ssize_t, p=Py_ssize_t, i=Py_ssize_t)
+               size=Py_ssize_t, p=Py_ssize_t, i=Py_ssize_t, fl=FreeList)
 cpdef Py_ssize_t expand(PageAlloc mm, Zone zone, Py_ssize_t pfn, Py_ssize_t low,
                         Py_ssize_t high, Py_ssize_t mt)
 @cython.locals(nr=Py_ssize_t)
@@ -92,7 +93,7 @@ cpdef __free_pages(PageAlloc mm, object page, object order=*)
 
 # allocation
 @cython.locals(free_list=list, k=Py_ssize_t, pfn=Py_ssize_t, mem=MemMap, i=Py_ssize_t,
-               nr=Py_ssize_t)
+               nr=Py_ssize_t, fl=FreeList)
 cpdef object __rmqueue_smallest(PageAlloc mm, Zone zone, Py_ssize_t order, Py_ssize_t mt)
 cpdef object __rmqueue_cma_fallback(PageAlloc mm, Zone zone, Py_ssize_t order)
 cpdef object __rmqueue(PageAlloc mm, Zone zone, Py_ssize_t order, Py_ssize_t mt,
@@ -118,3 +119,49 @@ cpdef prep_new_page(PageAlloc mm, Py_ssize_t pfn, Py_ssize_t order, Py_ssize_t g
 @cython.locals(params=dict, highest=Py_ssize_t, mt=Py_ssize_t, alloc_flags=Py_ssize_t,
                zonelist=list)
 cpdef object __alloc_frozen_pages_noprof(PageAlloc mm, object gfp, object order)
+
+# lookup, isolation, moving free pages between lists, claiming and stealing
+@cython.locals(start=Py_ssize_t, end=Py_ssize_t)
+cpdef Zone page_zone(PageAlloc mm, Py_ssize_t pfn)
+@cython.locals(mem=MemMap, flags=bytearray, orders=bytearray, base=Py_ssize_t,
+               k=Py_ssize_t, head=Py_ssize_t, i=Py_ssize_t)
+cpdef bint is_free_buddy_page(PageAlloc mm, Py_ssize_t pfn)
+@cython.locals(p=Py_ssize_t)
+cpdef change_pageblock_range(PageAlloc mm, Py_ssize_t pfn, Py_ssize_t order, Py_ssize_t mt)
+@cython.locals(start=Py_ssize_t, end=Py_ssize_t, free=Py_ssize_t, movable=Py_ssize_t,
+               mem=MemMap, flags=bytearray, orders=bytearray, base=Py_ssize_t,
+               p=Py_ssize_t, f=Py_ssize_t, n=Py_ssize_t)
+cpdef object prep_move_freepages_block(PageAlloc mm, Zone zone, Py_ssize_t pfn, bint count)
+@cython.locals(mem=MemMap, flags=bytearray, orders=bytearray, base=Py_ssize_t,
+               p=Py_ssize_t, end=Py_ssize_t, moved=Py_ssize_t, order=Py_ssize_t)
+cpdef Py_ssize_t __move_freepages_block(PageAlloc mm, Zone zone, Py_ssize_t start,
+                                        Py_ssize_t old_mt, Py_ssize_t new_mt)
+cpdef Py_ssize_t move_freepages_block(PageAlloc mm, Zone zone, Py_ssize_t pfn,
+                                      Py_ssize_t old_mt, Py_ssize_t new_mt)
+@cython.locals(mem=MemMap, flags=bytearray, orders=bytearray, base=Py_ssize_t,
+               order=Py_ssize_t, pfn=Py_ssize_t)
+cpdef Py_ssize_t find_large_buddy(PageAlloc mm, Py_ssize_t start_pfn)
+@cython.locals(start=Py_ssize_t, mem=MemMap, head=Py_ssize_t, si=Py_ssize_t,
+               order=Py_ssize_t, real=Py_ssize_t, old=Py_ssize_t, new=Py_ssize_t)
+cpdef bint __move_freepages_block_isolate(PageAlloc mm, Zone zone, Py_ssize_t pfn,
+                                          bint isolate)
+cpdef bint pageblock_isolate_and_move_free_pages(PageAlloc mm, Zone zone, Py_ssize_t pfn)
+cpdef bint pageblock_unisolate_and_move_free_pages(PageAlloc mm, Zone zone, Py_ssize_t pfn)
+cpdef __putback_isolated_page(PageAlloc mm, Py_ssize_t pfn, Py_ssize_t order, Py_ssize_t mt)
+@cython.locals(mem=MemMap, i=Py_ssize_t, n=Py_ssize_t, zone=Zone)
+cpdef __free_pages_core(PageAlloc mm, Py_ssize_t pfn, Py_ssize_t order)
+cpdef bint should_try_claim_block(PageAlloc mm, Py_ssize_t order, Py_ssize_t start_mt)
+@cython.locals(fallback_mt=Py_ssize_t)
+cpdef Py_ssize_t find_suitable_fallback(PageAlloc mm, Zone zone, Py_ssize_t order,
+                                        Py_ssize_t mt, bint claimable)
+@cython.locals(start=Py_ssize_t, free=Py_ssize_t, movable=Py_ssize_t, alike=Py_ssize_t,
+               nr_added=Py_ssize_t)
+cpdef object try_to_claim_block(PageAlloc mm, Zone zone, Py_ssize_t pfn,
+                                Py_ssize_t current_order, Py_ssize_t order,
+                                Py_ssize_t start_mt, Py_ssize_t block_mt,
+                                Py_ssize_t alloc_flags)
+@cython.locals(min_order=Py_ssize_t, current_order=Py_ssize_t, fallback_mt=Py_ssize_t)
+cpdef object __rmqueue_claim(PageAlloc mm, Zone zone, Py_ssize_t order, Py_ssize_t start_mt,
+                             Py_ssize_t alloc_flags)
+@cython.locals(current_order=Py_ssize_t, fallback_mt=Py_ssize_t)
+cpdef object __rmqueue_steal(PageAlloc mm, Zone zone, Py_ssize_t order, Py_ssize_t start_mt)

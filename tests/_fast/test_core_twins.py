@@ -3,9 +3,10 @@
 The compiled build compiles ``pykern/mm/page_alloc.py`` (and mmzone.py, page.py) as they are,
 with C types from the ``.pxd`` files beside them.  These tests run random operation sequences
 (MM A1-A12 allocations, F1-F5 frees, I5/I7 isolation, the V2 misuse errors) on the running
-module and on a second copy executed from ``page_alloc.py``, each on its own machine booted
-the same way, and require identical results and identical state after every step: free lists
-in order, memmap arrays, zone counters, /proc/vmstat pgfree, the kernel log.
+module with its free lists (per-page link arrays when compiled) and on a second copy executed
+from ``page_alloc.py`` with OrderedDict free lists, as the pure build has them, each on its
+own machine booted the same way, and require identical results and identical state after
+every step: free lists in order, memmap arrays, zone counters, /proc/vmstat pgfree, the log.
 
 In the pure build both sides run the source; the sequences still check MM V1 throughout.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,9 @@ def _pair(ram: str, arch: str, cmdline: str) -> tuple[Any, Any]:
     twin = SOURCE.PageAlloc.__new__(SOURCE.PageAlloc)
     for name in SOURCE._PAGEALLOC_FIELDS:
         setattr(twin, name, getattr(b.mm, name))
+    for zone in b.mm.zones:      # the source side keeps the pure build's OrderedDicts
+        zone.free_list = [[OrderedDict.fromkeys(fl) for fl in lists]
+                          for lists in zone.free_list]
     return a.mm, twin
 
 
