@@ -25,14 +25,15 @@ class KernelLog:
         """Append one line at ``level`` (one ``m.dmesg()`` entry per call)."""
         self._lines.append((level, text))
 
+    # pr_info, pr_warn, pr_err: printk at their level (the append is printk's)
     def info(self, text: str) -> None:
-        self.printk(KERN_INFO, text)
+        self._lines.append((KERN_INFO, text))
 
     def warn(self, text: str) -> None:
-        self.printk(KERN_WARNING, text)
+        self._lines.append((KERN_WARNING, text))
 
     def err(self, text: str) -> None:
-        self.printk(KERN_ERR, text)
+        self._lines.append((KERN_ERR, text))
 
     def lines(self) -> list[tuple[int, str]]:
         """A copy of every line so far, oldest first."""

@@ -65,14 +65,11 @@ FDT_MAX_NCELLS = 4
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 _PROP_HDR = struct.Struct(">III")  # tag, len, nameoff
+_U32X2 = struct.Struct(">II")
 _RSV = struct.Struct(">QQ")
 _HEADER = struct.Struct(">10I")
 _U64_MASK = (1 << 64) - 1
 _U32_MAX = (1 << 32) - 1
-
-
-def _align4(n: int) -> int:
-    return (n + 3) & ~3
 
 
 def of_read_number(value: bytes, cells: int) -> int:
@@ -108,6 +105,52 @@ def _encode_name(name: str, what: str) -> bytes:
     if b"\0" in raw:
         raise FdtError(f"{what} name {name!r} contains a NUL byte", "BADVALUE")
     return raw
+
+
+# Names that passed _encode_name, with their bytes: a node name's raw bytes, a property
+# name's strings-block key (the bytes and a NUL).  Only plain str names are cached, and
+# only a bounded number, so the caches stay small whatever trees are built.
+_NODE_RAW: dict[str, bytes] = {}
+_PROP_KEY: dict[str, bytes] = {}
+_NAME_CACHE_MAX = 4096
+
+
+def _node_raw(name: str) -> bytes:
+    """``_encode_name(name, "node")``, cached."""
+    raw = _NODE_RAW.get(name) if type(name) is str else None
+    if raw is None:
+        raw = _encode_name(name, "node")
+        if type(name) is str and len(_NODE_RAW) < _NAME_CACHE_MAX:
+            _NODE_RAW[name] = raw
+    return raw
+
+
+def _prop_key(name: str) -> bytes:
+    """``_encode_name(name, "property")`` and its terminating NUL, cached."""
+    key = _PROP_KEY.get(name) if type(name) is str else None
+    if key is None:
+        key = _encode_name(name, "property") + b"\0"
+        if type(name) is str and len(_PROP_KEY) < _NAME_CACHE_MAX:
+            _PROP_KEY[name] = key
+    return key
+
+
+def _value_bytes(value: bytes | bytearray) -> bytes:
+    """The bytes ``pack`` writes for a property value that is not ``bytes`` (a ``props``
+    entry edited directly): whatever ``bytearray.extend`` takes from it."""
+    out = bytearray()
+    out.extend(value)
+    return bytes(out)
+
+
+#: NULs that end a node name of ``len % 4`` bytes and pad it to 4 (at least one NUL).
+_NAME_PAD = (b"\0\0\0\0", b"\0\0\0", b"\0\0", b"\0")
+#: NULs that pad a property value of ``len % 4`` bytes to 4.
+_VALUE_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_VALUE_PAD_LEN = (0, 3, 2, 1)
+_BEGIN_NODE_TOKEN = struct.pack(">I", FDT_BEGIN_NODE)
+_END_NODE_TOKEN = struct.pack(">I", FDT_END_NODE)
+_END_TOKEN = struct.pack(">I", FDT_END)
 
 
 def _check_u64(value: int, what: str) -> int:
@@ -210,7 +253,7 @@ class Fdt:
             raise FdtError(f"bad DTB magic {magic:#010x} (want {FDT_MAGIC:#010x})", "BADMAGIC")
         if len(data) < 28:
             raise FdtError(f"DTB of {len(data)} bytes is too short for a header", "TRUNCATED")
-        version, last_comp = struct.unpack_from(">II", data, 20)
+        version, last_comp = _U32X2.unpack_from(data, 20)
         if version < FDT_FIRST_SUPPORTED_VERSION:
             raise FdtError(f"unsupported DTB version {version} (need >= 16)", "BADVERSION")
         if last_comp > FDT_LAST_SUPPORTED_VERSION:
@@ -260,7 +303,7 @@ class Fdt:
         strings = data[off_strings:off_strings + size_strings]
         fdt._strings = bytearray(strings)
         end = off_struct + size_struct if size_struct is not None else totalsize
-        used_struct = fdt._parse_struct(data[off_struct:end], strings)
+        used_struct, nops = fdt._parse_struct(data[off_struct:end], strings)
         if size_struct is None:
             size_struct = used_struct
 
@@ -272,76 +315,88 @@ class Fdt:
                       or off_strings < off_struct + size_struct
                       or totalsize < off_strings + size_strings)
         if not misordered:
-            fdt._slack = max(0, off_strings + size_strings - len(fdt.pack()))
+            # what pack() would write: the walk minus the dropped NOPs, every property
+            # name already in the strings block where it was read (so nothing appended)
+            packed = (FDT_V17_HEADER_SIZE + rsv_size + used_struct - 4 * nops
+                      + len(fdt._strings))
+            fdt._slack = max(0, off_strings + size_strings - packed)
         return fdt
 
-    def _parse_struct(self, blk: bytes, strings: bytes) -> int:
-        """Walk the structure block; return the offset just past FDT_END."""
+    def _parse_struct(self, blk: bytes, strings: bytes) -> tuple[int, int]:
+        """Walk the structure block; return the offset just past FDT_END and the number of
+        FDT_NOP tokens dropped."""
         pos = 0
+        nops = 0
         stack: list[FdtNode] = []
         root: FdtNode | None = None
         n = len(blk)
+        nstrings = len(strings)
+        unpack_u32 = _U32.unpack_from
+        unpack_prop = _U32X2.unpack_from
+        find = blk.find
+        sfind = strings.find
+        node: FdtNode | None = None          # the innermost open node (stack[-1])
         while True:
             if pos + 4 > n:
                 raise FdtError(f"structure block ends at {n:#x} without FDT_END", "TRUNCATED")
-            tag = _U32.unpack_from(blk, pos)[0]
+            tag = unpack_u32(blk, pos)[0]
             at = pos
             pos += 4
-            if tag == FDT_BEGIN_NODE:
-                nul = blk.find(b"\0", pos)
-                if nul < 0:
-                    raise FdtError(f"node name at struct offset {pos:#x} is not terminated",
-                                   "TRUNCATED")
-                name = blk[pos:nul].decode("latin-1")
-                pos = _align4(nul + 1)
-                if not stack:
-                    if root is not None:
-                        raise FdtError(f"second root node at struct offset {at:#x}")
-                    node = root = FdtNode(name)
-                else:
-                    parent = stack[-1]
-                    node = FdtNode(name, parent)
-                    parent.children.append(node)
-                stack.append(node)
-            elif tag == FDT_END_NODE:
-                if not stack:
-                    raise FdtError(f"FDT_END_NODE without a node at struct offset {at:#x}")
-                stack.pop()
-            elif tag == FDT_PROP:
-                if not stack:
+            if tag == FDT_PROP:
+                if node is None:
                     raise FdtError(f"property outside any node at struct offset {at:#x}")
                 if pos + 8 > n:
                     raise FdtError(f"property header at struct offset {at:#x} is truncated",
                                    "TRUNCATED")
-                length, nameoff = struct.unpack_from(">II", blk, pos)
+                length, nameoff = unpack_prop(blk, pos)
                 pos += 8
                 if length > n - pos:
                     raise FdtError(f"property value at struct offset {at:#x} ({length} "
                                    f"bytes) runs past the structure block", "TRUNCATED")
                 value = blk[pos:pos + length]
-                pos = _align4(pos + length)
-                if nameoff >= len(strings):
+                pos = (pos + length + 3) & ~3
+                if nameoff >= nstrings:
                     raise FdtError(f"property name offset {nameoff:#x} is outside the "
-                                   f"{len(strings)}-byte strings block", "BADOFFSET")
-                nul = strings.find(b"\0", nameoff)
+                                   f"{nstrings}-byte strings block", "BADOFFSET")
+                nul = sfind(b"\0", nameoff)
                 if nul < 0:
                     raise FdtError(f"property name at strings offset {nameoff:#x} is not "
                                    f"terminated", "TRUNCATED")
                 pname = strings[nameoff:nul].decode("latin-1")
-                node = stack[-1]
                 if node.children:
                     raise FdtError(f"property {pname!r} of {node.path!r} follows a subnode")
                 node.props.append((pname, value))
                 node._nameoff.setdefault(pname, nameoff)
+            elif tag == FDT_BEGIN_NODE:
+                nul = find(b"\0", pos)
+                if nul < 0:
+                    raise FdtError(f"node name at struct offset {pos:#x} is not terminated",
+                                   "TRUNCATED")
+                name = blk[pos:nul].decode("latin-1")
+                pos = (nul + 4) & ~3          # past the NUL, 4-aligned
+                if node is None:
+                    if root is not None:
+                        raise FdtError(f"second root node at struct offset {at:#x}")
+                    node = root = FdtNode(name)
+                else:
+                    child = FdtNode(name, node)
+                    node.children.append(child)
+                    node = child
+                stack.append(node)
+            elif tag == FDT_END_NODE:
+                if node is None:
+                    raise FdtError(f"FDT_END_NODE without a node at struct offset {at:#x}")
+                stack.pop()
+                node = stack[-1] if stack else None
             elif tag == FDT_NOP:
-                pass
+                nops += 1
             elif tag == FDT_END:
-                if stack:
-                    raise FdtError(f"FDT_END inside node {stack[-1].path!r}")
+                if node is not None:
+                    raise FdtError(f"FDT_END inside node {node.path!r}")
                 if root is None:
                     raise FdtError("structure block has no root node")
                 self.root = root
-                return pos
+                return pos, nops
             else:
                 raise FdtError(f"bad structure token {tag:#x} at struct offset {at:#x}",
                                "BADSTRUCTURE")
@@ -575,6 +630,13 @@ class Fdt:
         sc = self.size_cells(parent)
         step = 4 * (ac + sc)
         out = []
+        if type(value) is bytes:
+            # of_read_number of each field, which lies whole inside the value
+            mid = 4 * ac
+            for off in range(0, len(value) - step + 1, step):
+                out.append((int.from_bytes(value[off:off + mid], "big") & _U64_MASK,
+                            int.from_bytes(value[off + mid:off + step], "big") & _U64_MASK))
+            return out
         for off in range(0, len(value) - step + 1, step):
             out.append((of_read_number(value[off:], ac),
                         of_read_number(value[off + 4 * ac:], sc)))
@@ -656,64 +718,120 @@ class Fdt:
         directly get their names looked up or appended now (on a copy of the
         strings block; the Fdt itself is not changed)."""
         strings = bytearray(self._strings)
-        out = bytearray()
-
-        def nameoff(node: FdtNode, name: str) -> int:
-            key = _encode_name(name, "property") + b"\0"
-            off = node._nameoff.get(name)
-            if off is not None and strings[off:off + len(key)] == key:
-                return off
-            found = strings.find(key)
-            if found >= 0:
-                return found
-            found = len(strings)
-            strings.extend(key)
-            return found
-
-        def begin(node: FdtNode) -> None:
-            raw = _encode_name(node.name, "node")
-            out.extend(_U32.pack(FDT_BEGIN_NODE))
-            out.extend(raw)
-            out.extend(b"\0" * (_align4(len(raw) + 1) - len(raw)))
-            for pname, value in node.props:
-                out.extend(_PROP_HDR.pack(FDT_PROP, len(value), nameoff(node, pname)))
-                out.extend(value)
-                out.extend(b"\0" * (_align4(len(value)) - len(value)))
-
-        begin(self.root)
-        stack: list[Iterator[FdtNode]] = [iter(self.root.children)]
-        while stack:
-            child = next(stack[-1], None)
-            if child is None:
-                stack.pop()
-                out.extend(_U32.pack(FDT_END_NODE))
+        out: list[bytes] = []
+        put = out.append
+        prop_hdr = _PROP_HDR.pack
+        node_raw, prop_key = _NODE_RAW, _PROP_KEY
+        size_struct = 4                      # FDT_END
+        # depth first, each node's properties before its children (structure order)
+        todo: list[FdtNode | None] = [self.root]
+        while todo:
+            node = todo.pop()
+            if node is None:
+                put(_END_NODE_TOKEN)
+                size_struct += 4
                 continue
-            begin(child)
-            stack.append(iter(child.children))
-        out.extend(_U32.pack(FDT_END))
+            name = node.name
+            raw = node_raw.get(name) if type(name) is str else None
+            if raw is None:
+                raw = _node_raw(name)
+            put(_BEGIN_NODE_TOKEN)
+            put(raw)
+            pad = _NAME_PAD[len(raw) & 3]
+            put(pad)
+            size_struct += 4 + len(raw) + len(pad)
+            offs = node._nameoff
+            for pname, value in node.props:
+                n = len(value)
+                # the name's offset: where it was parsed or created, else the first
+                # match in the strings block, else appended (fdt_find_add_string_)
+                key = prop_key.get(pname) if type(pname) is str else None
+                if key is None:
+                    key = _prop_key(pname)
+                off = offs.get(pname)
+                if off is None or off < 0 or not strings.startswith(key, off):
+                    off = strings.find(key)
+                    if off < 0:
+                        off = len(strings)
+                        strings += key
+                put(prop_hdr(FDT_PROP, n, off))
+                if type(value) is not bytes:         # set by editing ``props`` directly
+                    value = _value_bytes(value)
+                put(value)
+                pad = _VALUE_PAD[n & 3]
+                put(pad)
+                size_struct += 12 + len(value) + len(pad)
+            todo.append(None)
+            children = node.children
+            if children:
+                todo.extend(reversed(children))
+        put(_END_TOKEN)
 
-        rsv = bytearray()
-        for addr, size in self.reservations:
-            rsv.extend(_RSV.pack(_check_u64(addr, "reservation address"),
-                                 _check_u64(size, "reservation size")))
-        rsv.extend(_RSV.pack(self._rsv_end_addr, 0))
+        rsv = [_RSV.pack(_check_u64(addr, "reservation address"),
+                         _check_u64(size, "reservation size"))
+               for addr, size in self.reservations]
+        rsv.append(_RSV.pack(self._rsv_end_addr, 0))
 
         off_rsv = FDT_V17_HEADER_SIZE
-        off_struct = off_rsv + len(rsv)
-        off_strings = off_struct + len(out)
+        off_struct = off_rsv + FDT_RESERVE_ENTRY_SIZE * len(rsv)
+        off_strings = off_struct + size_struct
         totalsize = off_strings + len(strings)
         header = _HEADER.pack(FDT_MAGIC, totalsize, off_struct, off_strings, off_rsv,
                               17, 16, self.boot_cpuid_phys & _U32_MAX, len(strings),
-                              len(out))
-        return header + bytes(rsv) + bytes(out) + bytes(strings)
+                              size_struct)
+        return b"".join((header, *rsv, *out, strings))
+
+    def _packed_len(self) -> int:
+        """``len(self.pack())`` without building the bytes: the same walk, the same name
+        checks (FdtError where ``pack`` raises one), the same strings-block appends."""
+        strings: bytes | bytearray = self._strings
+        copied = False
+        node_raw, prop_key = _NODE_RAW, _PROP_KEY
+        size_struct = 4                      # FDT_END
+        todo: list[FdtNode] = [self.root]
+        while todo:
+            node = todo.pop()
+            name = node.name
+            raw = node_raw.get(name) if type(name) is str else None
+            if raw is None:
+                raw = _node_raw(name)
+            # FDT_BEGIN_NODE, the name, its NUL and padding, FDT_END_NODE
+            size_struct += 8 + ((len(raw) + 4) & ~3)
+            offs = node._nameoff
+            for pname, value in node.props:
+                n = len(value)
+                key = prop_key.get(pname) if type(pname) is str else None
+                if key is None:
+                    key = _prop_key(pname)
+                off = offs.get(pname)
+                if off is None or off < 0 or not strings.startswith(key, off):
+                    if strings.find(key) < 0:
+                        if not copied:
+                            strings = bytearray(strings)
+                            copied = True
+                        strings += key
+                if type(value) is not bytes:
+                    size_struct += len(_value_bytes(value)) - n
+                size_struct += 12 + n + _VALUE_PAD_LEN[n & 3]
+            children = node.children
+            if children:
+                todo.extend(reversed(children))
+        for addr, size in self.reservations:
+            _check_u64(addr, "reservation address")
+            _check_u64(size, "reservation size")
+        # the two header fields pack() checks by packing them
+        _RSV.pack(self._rsv_end_addr, 0)
+        _U32.pack(self.boot_cpuid_phys & _U32_MAX)
+        return (FDT_V17_HEADER_SIZE + FDT_RESERVE_ENTRY_SIZE * (len(self.reservations) + 1)
+                + size_struct + len(strings))
 
     def open_size(self) -> int:
         """Bytes the tree would occupy in an ``fdt_open_into`` buffer now: the
         packed size plus the gaps libfdt keeps until ``fdt_pack`` (gaps of an
         in-order input layout, size-0 reservation entries). A libfdt edit that
         makes this exceed the buffer fails with FDT_ERR_NOSPACE."""
-        return len(self.pack()) + self._slack
+        return self._packed_len() + self._slack
 
     def packed_size(self) -> int:
-        return len(self.pack())
+        return self._packed_len()
 

@@ -169,13 +169,16 @@ def __free_pages_memory(mm: PageAlloc, start: int, end: int) -> None:
     in the largest aligned chunks (``__free_pages_core``, to the tail of their lists); a
     chunk never spans two zones."""
     s = start
+    zone_end = 0                # end of the zone holding s, looked up when s reaches it
     while s < end:
         order = MAX_PAGE_ORDER if s == 0 else min(MAX_PAGE_ORDER, (s & -s).bit_length() - 1)
-        while s + (1 << order) > end:
-            order -= 1
-        zone = page_zone(mm, s)
-        while s + (1 << order) > zone.zone_end_pfn:
-            order -= 1
+        if s >= zone_end:
+            zone = page_zone(mm, s)
+            zone_end = zone.zone_start_pfn + zone.spanned_pages
+        # the largest order left that still ends by `end` and by the zone's end
+        room = (end if end < zone_end else zone_end) - s
+        if room >> order == 0:
+            order = room.bit_length() - 1
         __free_pages_core(mm, s, order)
         s += 1 << order
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .mmzone import (
-    MAX_ORDER_NR_PAGES, MIGRATE_CMA, PAGE_SHIFT, PAGE_SIZE, ZONE_MOVABLE, Zone,
+    MAX_ORDER_NR_PAGES, MIGRATE_CMA, MIGRATE_MOVABLE, PAGE_SHIFT, PAGE_SIZE, ZONE_MOVABLE, Zone,
     pageblock_nr_pages, pageblock_order,
 )
 from .memblock import (
@@ -25,12 +25,20 @@ __all__ = ["init_cma_reserved_pageblock", "free_reserved_page",
            "mem_debugging_and_hardening_init", "mem_init_print_info"]
 
 
+#: Page flags of a page of memory as ``free_area_init`` leaves it (reserved), and of one
+#: handed back: runs of them are sliced from these.
+_RESERVED_PAGE = bytes([PG_valid | PG_reserved])
+_VALID_RUN = bytes([PG_valid]) * pageblock_nr_pages
+#: A pageblock's flags byte as ``free_area_init`` leaves it: MIGRATE_MOVABLE (MM Z3).
+_MOVABLE_BLOCK = bytes([MIGRATE_MOVABLE])
+
+
 def _unreserve_as_allocation(mm: PageAlloc, pfn: int, order: int) -> None:
     """Turn reserved pages into one allocated block of ``order``, ready to free."""
     mem = mm.mem_map
     i = pfn - mem.base_pfn
     n = 1 << order
-    mem.flags[i:i + n] = bytes([PG_valid]) * n
+    mem.flags[i:i + n] = _VALID_RUN[:n] if n <= pageblock_nr_pages else bytes([PG_valid]) * n
     mem.refcount[i] = 1
     mem.alloc_order[i] = order
 
@@ -122,36 +130,42 @@ def free_area_init(m: Machine, max_zone_pfn: list[int]) -> None:
         spans.append((0, 0))
     zones = [Zone(idx, s, e) if e > s else Zone(idx, 0, 0) for idx, (s, e) in enumerate(spans)]
     mem_map = MemMap(first, last)
-    marker = bytes([PG_valid | PG_reserved])
+    flags, base = mem_map.flags, mem_map.base_pfn
     for b, e in mb.memory:
-        i, j = (b >> PAGE_SHIFT) - mem_map.base_pfn, (e >> PAGE_SHIFT) - mem_map.base_pfn
-        mem_map.flags[i:j] = marker * (j - i)
+        b >>= PAGE_SHIFT
+        e >>= PAGE_SHIFT
+        flags[b - base:e - base] = _RESERVED_PAGE * (e - b)
         for zone in zones:
-            lo = max(zone.zone_start_pfn, b >> PAGE_SHIFT)
-            hi = min(zone.zone_end_pfn, e >> PAGE_SHIFT)
+            lo = zone.zone_start_pfn
+            hi = lo + zone.spanned_pages
+            if b > lo:
+                lo = b
+            if e < hi:
+                hi = e
             if hi > lo:
                 zone.present_pages += hi - lo
-    mem_map.pageblock_flags[:] = b"\x01" * len(mem_map.pageblock_flags)
+    mem_map.pageblock_flags[:] = _MOVABLE_BLOCK * len(mem_map.pageblock_flags)
     k.zones = zones
     init_on_alloc, init_on_free = mem_debugging_and_hardening_init(m)
     k.mm = PageAlloc(mem_map, zones, log, m.physmem.clear_pages, arch=m.arch,
                      init_on_alloc=init_on_alloc, init_on_free=init_on_free)
     k.mm.totalcma_pages = sum(cma.count for cma in k.cma_areas)
-    log.info("Zone ranges:")
+    info = log.info
+    info("Zone ranges:")
     for zone in zones[:ZONE_MOVABLE]:
         if zone.spanned_pages:
-            log.info(f"  {zone.name:<8} [mem 0x{zone.zone_start_pfn << PAGE_SHIFT:016x}"
-                     f"-0x{(zone.zone_end_pfn << PAGE_SHIFT) - 1:016x}]")
+            info(f"  {zone.name:<8} [mem 0x{zone.zone_start_pfn << PAGE_SHIFT:016x}"
+                 f"-0x{(zone.zone_end_pfn << PAGE_SHIFT) - 1:016x}]")
         else:
-            log.info(f"  {zone.name:<8} empty")
-    log.info("Movable zone start for each node")
+            info(f"  {zone.name:<8} empty")
+    info("Movable zone start for each node")
     if zones[ZONE_MOVABLE].spanned_pages:
-        log.info(f"  Node 0: 0x{zones[ZONE_MOVABLE].zone_start_pfn << PAGE_SHIFT:016x}")
-    log.info("Early memory node ranges")
+        info(f"  Node 0: 0x{zones[ZONE_MOVABLE].zone_start_pfn << PAGE_SHIFT:016x}")
+    info("Early memory node ranges")
     for b, e in mb.memory:
-        log.info(f"  node   0: [mem 0x{b:016x}-0x{e - 1:016x}]")
-    log.info(f"Initmem setup node 0 [mem 0x{memblock_start_of_DRAM(mb):016x}-"
-             f"0x{memblock_end_of_DRAM(mb) - 1:016x}]")
+        info(f"  node   0: [mem 0x{b:016x}-0x{e - 1:016x}]")
+    info(f"Initmem setup node 0 [mem 0x{memblock_start_of_DRAM(mb):016x}-"
+         f"0x{memblock_end_of_DRAM(mb) - 1:016x}]")
 
 
 def memblock_free_all(m: Machine) -> None:

@@ -139,6 +139,33 @@ def test_a29_room_is_totalsize_plus_cmdline_plus_4096() -> None:
     assert len(best) <= limit < len(best) + 16 + 32  # one more pair would not fit
 
 
+def test_a29_room_checked_at_every_edit() -> None:
+    """ARCH A29: libfdt refuses the edit that overflows the buffer.  Here the new
+    ``bootargs`` overflows it; deleting ``kaslr-seed`` afterwards (A35, RNG not ready)
+    would have brought the finished tree back under the limit, but comes too late."""
+    boot = boot_dtb(BANKS, "", extra_nodes=[
+        ("/chosen", [("kaslr-seed", bytes(8)), ("linux,booted-from-kexec", b"")])])
+    cmdline = "a" * 64           # bootargs grows by exactly the 64 bytes the buffer adds
+    limit = len(boot) + len(cmdline) + FDT_EXTRA_SPACE
+    last = None
+    for n in range(150, 400):
+        ranges = [(0x1000 * (i + 1), 0x1000) for i in range(n)]
+        try:
+            out = kexec(boot, cmdline=cmdline, rng_seed=None,
+                        elfcorehdr=(0x7F00_0000, 0x1000), usable_ranges=ranges)
+        except FdtError as exc:
+            assert exc.code == "NOSPACE"
+            break
+        last = out
+    else:
+        pytest.fail("never ran out of room")
+    assert last is not None
+    _, chosen = chosen_of(last)
+    assert "kaslr-seed" not in names(chosen)
+    # the refused tree, finished, is the last one plus one 16-byte pair: it would fit
+    assert len(last) + 16 <= limit
+
+
 def test_a30_boot_dtb_reservation_removed() -> None:
     """ARCH A30: the reservation entry exactly covering the boot DTB goes; others stay."""
     # the entry must cover (addr, totalsize): build once to learn the size

@@ -150,6 +150,39 @@ def test_nop_tokens_are_skipped() -> None:
     assert [c.name for c in f.root.children] == ["n"]
 
 
+def test_nop_tokens_count_until_pack_but_not_after() -> None:
+    """fdt_open_into keeps NOPs in the buffer (open_size counts them); pack drops them."""
+    s = (begin("") + tok(FDT_NOP) + prop(0, b"a\0") + tok(FDT_NOP) + begin("n")
+         + tok(FDT_END_NODE) + tok(FDT_NOP) + tok(FDT_END_NODE) + tok(FDT_END))
+    data = assemble(s, b"model\0")
+    f = Fdt.from_bytes(data)
+    assert f.open_size() == len(data)
+    assert f.packed_size() == len(f.pack()) == len(data) - 3 * 4
+
+
+def test_sizes_follow_pack_for_props_edited_directly() -> None:
+    """packed_size()/open_size() are what pack() writes, names appended the way pack does
+    (a name that is the tail of an earlier appended one is found there, not appended)."""
+    f = sample()
+    root = f.root
+    before = f.open_size() - f.packed_size()
+    root.props.append(("new-names", b"\1\2\3"))        # not in the strings block
+    root.props.append(("names", b""))                     # the tail of "new-names"
+    root.children[0].props.append(("bootargs", b"x"))     # nameoff of another node
+    root.props.append(("raw", bytearray(b"12345")))       # not bytes
+    data = f.pack()
+    assert f.packed_size() == len(data)
+    assert f.open_size() - f.packed_size() == before
+    h = fdt_header(data)
+    strings = data[h["off_dt_strings"]:]
+    assert strings.endswith(b"reg\0bootargs\0new-names\0raw\0")
+    assert Fdt.from_bytes(data).getprop(Fdt.from_bytes(data).root, "raw") == b"12345"
+    root.props.append(("bad\0name", b""))
+    for size in (f.pack, f.packed_size, f.open_size):
+        with pytest.raises(FdtError, match="NUL"):
+            size()
+
+
 def test_version16_header_is_accepted_and_packed_as_17() -> None:
     data = sample().pack()
     v16 = data[:20] + struct.pack(">I", 16) + data[24:]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...constants import PAGE_SIZE
-from ...lib.fdt import Fdt, FdtError, FdtNode, of_read_number
+from ...lib.fdt import FDT_RESERVE_ENTRY_SIZE, Fdt, FdtError, FdtNode, of_read_number
 
 __all__ = [
     "FdtError", "boot_dtb", "create_dtb", "parse_kexec_dtb",
@@ -120,6 +120,17 @@ def boot_dtb(banks: Sequence[tuple[int, int]], cmdline: str,
     return fdt.pack()
 
 
+#: What adding ``/chosen`` adds: FDT_BEGIN_NODE, "chosen" and its NUL, FDT_END_NODE.
+_MAX_NEW_CHOSEN = 4 + 8 + 4
+
+
+def _most_prop_adds(name: str, nbytes: int) -> int:
+    """The most a ``setprop`` (or an ``appendprop`` of ``nbytes``) can add to an opened
+    tree: a new property header, the value padded to 4 bytes, the name and its NUL
+    appended to the strings block.  Rewriting a property in place adds less."""
+    return 12 + ((nbytes + 3) & ~3) + len(name) + 1
+
+
 def _find_and_del_mem_rsv(fdt: Fdt, start: int, size: int) -> bool:
     """``fdt_find_and_del_mem_rsv``: delete the first entry equal to
     (start, size); False (the kernel's -ENOENT) when there is none."""
@@ -166,13 +177,31 @@ def create_dtb(boot_dtb: bytes, *, cmdline: str | None,
     text_len = 0 if text is None else len(text.encode("utf-8", "surrogateescape"))
     bufsize = boot_size + text_len + FDT_EXTRA_SPACE
 
-    def room() -> None:
-        used = fdt.open_size()
+    def room() -> int:
+        used = fdt.open_size() if checks else 0
         if used > bufsize:
             raise FdtError(f"new device tree needs {used} bytes, buffer has {bufsize}",
                            "NOSPACE")
+        return used
 
-    room()
+    checks = True
+    used = room()
+    # Every later check passes when even the most the edits below can add fits: deletions
+    # only shrink the tree, so each intermediate size stays under that total.  Then the
+    # per-edit checks are left out; otherwise each is made as libfdt makes it.
+    growth = _MAX_NEW_CHOSEN + _most_prop_adds(PROP_BOOTARGS, text_len + 1)
+    if initrd is not None and initrd[0]:
+        growth += (_most_prop_adds(PROP_INITRD_START, 8) + _most_prop_adds(PROP_INITRD_END, 8)
+                   + FDT_RESERVE_ENTRY_SIZE)
+    if elfcorehdr is not None:
+        growth += _most_prop_adds(PROP_ELFCOREHDR, 16) + FDT_RESERVE_ENTRY_SIZE
+        usable_ranges = list(usable_ranges)
+        growth += len(usable_ranges) * _most_prop_adds(PROP_USABLE_MEM, 16)
+    if rng_seed is not None:
+        growth += (_most_prop_adds(PROP_KASLR_SEED, KASLR_SEED_SIZE)
+                   + _most_prop_adds(PROP_RNG_SEED, RNG_SEED_SIZE))
+    growth += _most_prop_adds(PROP_BOOTED_FROM_KEXEC, 0)
+    checks = used + growth > bufsize
     # A30: the boot DTB's own reservation, then /chosen
     if boot_dtb_addr is not None:
         _find_and_del_mem_rsv(fdt, boot_dtb_addr, boot_size)
