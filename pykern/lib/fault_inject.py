@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..kernel.printk import KERN_NOTICE, KERN_WARNING
 
+from .machine_ref import MachineRef
+
 if TYPE_CHECKING:
     from ..machine import Machine
 
@@ -295,7 +297,7 @@ class TaskFault:
 MACHINE_PID = 0
 
 
-class FaultInject:
+class FaultInject(MachineRef):
     """Per-boot fault-injection state: the tasks' fields, ``current``, the log."""
 
     def __init__(self, m: Machine) -> None:

@@ -31,6 +31,8 @@ from .page_alloc import page_zone
 from .page_alloc_contig import ACR_FLAGS_CMA, alloc_contig_range, free_contig_range
 from .vmstat import count_vm_events
 
+from ..lib.machine_ref import MachineRef
+
 if TYPE_CHECKING:
     from ..machine import Machine
 
@@ -272,7 +274,7 @@ def cma_release(cma: Cma, page: Page | int | None, count: int) -> bool:
     return True
 
 
-class Cma:
+class Cma(MachineRef):
     """``struct cma``: one CMA area (``m.cma_areas``, ``m.dma_contiguous_default_area``)."""
 
     def __init__(self, m: Machine, name: str, count: int, order_per_bit: int) -> None:
