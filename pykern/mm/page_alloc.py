@@ -982,7 +982,9 @@ def __alloc_frozen_pages_noprof(mm: PageAlloc, gfp: int, order: int) -> int | No
     if cached is None:
         cached = params[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp))
     fpa = mm.fail_page_alloc            # prepare_alloc_pages: should_fail_alloc_page
-    if fpa is not None and fpa.armed and __should_fail_alloc_page(fpa, gfp, order):
+    # fpa.armed, inline: a probability or a task's fail-nth can make this request fail
+    if (fpa is not None and (fpa.attr.probability or fpa.fi.nth_pending)
+            and __should_fail_alloc_page(fpa, gfp, order)):
         return None
     highest, mt = cached
     if mm.page_group_by_mobility_disabled:
