@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernel.kexec.core import KImage, kimage_is_destination_range
+from ..kernel.kexec.core import _KINDS, KImage, _entry_words, kimage_is_destination_range
+from ..kernel.kexec.uapi import IND_DESTINATION, IND_INDIRECTION, IND_SOURCE
 from ..errors import InvariantViolation
 
 if TYPE_CHECKING:
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
 __all__ = ["InvariantViolation", "check_kimage", "kimage_held_pages"]
 
 PAGE = 4096
+PAGE_MASK = ~(PAGE - 1)
+#: Flag bits of an entry word -> whether entries() calls it SOURCE or INDIRECTION.
+_HELD = tuple(kind in ("SOURCE", "INDIRECTION") for kind in _KINDS)
 
 
 def _require(ok: bool, rule: str, what: str) -> None:
@@ -46,22 +50,30 @@ def check_kimage(m: Machine, im: KImage) -> None:
         _require(all(c0 <= s.mem and s.mem + s.memsz <= c1 for s in segs), "K8.6",
                  "a crash segment outside the crash reservation")
         return
+    assert im._m is not None
+    ranges = [(s.mem, s.mem + s.memsz - 1) for s in segs]
     dest, sources, dests, inds = 0, 0, [], 0
-    for kind, addr in im.entries():
-        if kind == "DESTINATION":
+    # The words of im.entries(), kinds by the same flag precedence, without the tuples.
+    for word in _entry_words(im._m, im):
+        addr = word & PAGE_MASK
+        if word & IND_DESTINATION:
             dest = addr
             dests.append(addr)
-        elif kind == "SOURCE":
-            sources += 1
-            if addr != dest:
-                _require(not kimage_is_destination_range(im, addr, addr + PAGE - 1), "K19.2",
-                         f"source {addr:#x} for {dest:#x} lies in another destination")
-            _require(not any(lo <= addr < hi for lo, hi in areas), "K19.4",
-                     f"source {addr:#x} lies in a CMA area")
-            dest += PAGE
-        elif kind == "INDIRECTION":
+        elif word & IND_INDIRECTION:
             inds += 1
             outside(addr, PAGE, "indirection")
+        elif word & IND_SOURCE:
+            sources += 1
+            if addr != dest:
+                last = addr + PAGE - 1
+                for first, end in ranges:       # kimage_is_destination_range, inline
+                    if last >= first and addr <= end:
+                        _require(False, "K19.2", f"source {addr:#x} for {dest:#x} lies in "
+                                                 "another destination")
+            for lo, hi in areas:
+                if lo <= addr < hi:
+                    _require(False, "K19.4", f"source {addr:#x} lies in a CMA area")
+            dest += PAGE
     for addr, order in im.control_pages:
         outside(addr, PAGE << order, "control")
     walk = [s for s in segs if not s.cma]
@@ -77,8 +89,8 @@ def check_kimage(m: Machine, im: KImage) -> None:
 def kimage_held_pages(im: KImage, text_offset: int = 0) -> int:
     """The pages an image holds, buddy pages plus CMA blocks (K19.7).  ``text_offset`` is
     the arm64 kernel's, whose CMA block is that much larger than the segment (K14.1)."""
-    ent = im.entries()
-    held = sum(1 for k, _ in ent if k in ("SOURCE", "INDIRECTION"))
+    assert im._m is not None
+    held = sum([_HELD[word & 0xF] for word in _entry_words(im._m, im)])
     held += len(im.dest_pages) + len(im.unusable_pages)
     held += sum(1 << o for _, o in im.control_pages)
     held += sum(s.memsz // PAGE for s in im.segments if s.cma)

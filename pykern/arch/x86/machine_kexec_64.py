@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["X86Kexec", "MAXMEM"]
 
 MAXMEM = 1 << 46  # 4-level paging
+_ZEROS = bytes(1 << 20)
 
 
 def init_pgtable_pages(m: Machine) -> int:
@@ -82,8 +83,13 @@ class X86Kexec:
                 continue
             if i == skip:
                 continue
-            sha.update(seg.buf[:seg.bufsz])
-            sha.update(bytes(seg.memsz - seg.bufsz))
+            with memoryview(seg.buf)[:seg.bufsz] as body:
+                sha.update(body)
+            tail = seg.memsz - seg.bufsz
+            while tail > 0:             # the zeros past bufsz, a block at a time
+                step = min(tail, len(_ZEROS))
+                sha.update(_ZEROS[:step] if step < len(_ZEROS) else _ZEROS)
+                tail -= step
             regions.append((seg.mem, seg.memsz))
         purgatory: Purgatory = image.arch["purgatory"]
         purgatory.store_digest(regions, sha.digest())

@@ -63,17 +63,21 @@ def purgatory_verify(m: Machine, purgatory_mem: int) -> bool:
     """``verify_sha256_digest`` (ARCH X41 / K13.3): SHA-256 of the regions in RAM against
     the stored digest.
 
-    Reads the table and digest from the purgatory as it lies in RAM.
+    Reads the table and digest from the purgatory as it lies in RAM; the regions are hashed
+    straight from RAM (views, not copies).
     """
     blob = m.physmem.read(purgatory_mem, PURGATORY_BUFSZ)
     if not blob.startswith(_MAGIC):
         return False
     sha = hashlib.sha256()
-    for k in range(16):
-        start, length = struct.unpack_from("<QQ", blob, _SHA_REGIONS + 16 * k)
-        if not length:
-            continue
-        if not m.physmem.is_ram(start, length):
-            return False
-        sha.update(m.physmem.read(start, length))
+    with memoryview(m.ram) as ram:
+        for k in range(16):
+            start, length = struct.unpack_from("<QQ", blob, _SHA_REGIONS + 16 * k)
+            if not length:
+                continue
+            if not m.physmem.is_ram(start, length):
+                return False
+            at = m.physmem.offset(start, length)
+            with ram[at:at + length] as region:
+                sha.update(region)
     return sha.digest() == blob[_SHA_DIGEST:_SHA_DIGEST + 32]

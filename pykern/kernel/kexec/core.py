@@ -12,9 +12,9 @@ import errno
 import random
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
-from ...constants import PAGE_MASK, PAGE_SIZE
+from ...constants import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ...mm import gfp as G
 from ...mm.page import PG_reserved, Page
 from .uapi import (
@@ -37,6 +37,12 @@ HEAD = -1  #: the location of ``image.head`` (not in RAM)
 _WORDS_PER_PAGE = PAGE_SIZE // 8
 _WORD = struct.Struct("<Q")
 _TWO_WORDS = struct.Struct("<QQ")
+_GFP_ZERO = G.__GFP_ZERO
+_PAGE_WORDS = struct.Struct(f"<{_WORDS_PER_PAGE}Q")
+#: Low byte of an entry word -> 1 when the word may stop or redirect the walk of K10.7.
+_STOP_MARKS = bytes(1 if b == 0 or b & (IND_DONE | IND_INDIRECTION) else 0
+                    for b in range(256))
+_NOT_RESERVED = ~PG_reserved
 
 
 @dataclass
@@ -122,14 +128,14 @@ class KImage:
     def entries(self) -> list[tuple[str, int]]:
         """The entry words in walk order from ``head`` (K10.9)."""
         assert self._m is not None
-        out: list[tuple[str, int]] = []
-        for _, word in for_each_kimage_entry(self._m, self):
-            out.append((_kind(word), word & PAGE_MASK & _U64))
+        out = [(_KINDS[word & 0xF], word & PAGE_MASK & _U64)
+               for word in _entry_words(self._m, self)]
         out.append(("DONE", 0))
         return out
 
 
 def _kind(word: int) -> str:
+    """The kind ``entries()`` names an entry word by (its flag bits, strongest first)."""
     if word & IND_DESTINATION:
         return "DESTINATION"
     if word & IND_INDIRECTION:
@@ -139,6 +145,9 @@ def _kind(word: int) -> str:
     if word & IND_DONE:
         return "DONE"
     return "NONE"
+
+
+_KINDS = tuple(_kind(flags) for flags in range(16))
 
 
 # ---------------------------------------------------------------- words in RAM
@@ -156,35 +165,73 @@ def _write_word(m: Machine, image: KImage, loc: int, value: int) -> None:
         struct.pack_into("<Q", m.ram, m.physmem.offset(loc, 8), value & _U64)
 
 
-def for_each_kimage_entry(m: Machine, image: KImage) -> list[tuple[int, int]]:
-    """``for_each_kimage_entry`` (K10.7): ``(location, word)`` of each word before DONE or
-    a zero word.
+def _entry_runs(m: Machine, image: KImage) -> tuple[int, list[tuple[int, tuple[int, ...]]]]:
+    """The walk of ``for_each_kimage_entry`` (K10.7) as ``(head word or 0, runs)``: each
+    run is ``(location of its first word, the words)``, consecutive words of one
+    indirection page, in walk order.
 
-    Reads the rest of an indirection page in one go.  [model] A list damaged into a loop
-    would make the kernel's walker spin; this one stops after as many words as RAM holds.
+    Each page is read in one go, and the words that can end or redirect the walk (zero,
+    IND_DONE, IND_INDIRECTION) are found by their low byte (``bytes.find``), not word by
+    word.  [model] A list damaged into a loop would make the kernel's walker spin; this
+    one stops after as many words as RAM holds.
     """
-    out: list[tuple[int, int]] = []
+    runs: list[tuple[int, tuple[int, ...]]] = []
     word = image.head
     if not word or word & IND_DONE:
-        return out
-    out.append((HEAD, word))
+        return 0, runs
     if not word & IND_INDIRECTION:
-        return out  # head holds only a link (or DONE)
+        return word, runs  # head holds only a link (or DONE)
+    ram, offset = m.ram, m.physmem.offset
     loc = word & PAGE_MASK
     budget = m.physmem.size // 8 + 1
     while budget > 0:
         count = (PAGE_SIZE - (loc & ~PAGE_MASK)) // 8
-        words = struct.unpack_from(f"<{count}Q", m.ram, m.physmem.offset(loc, 8 * count))
+        at = offset(loc, 8 * count)
+        words = (_PAGE_WORDS if count == _WORDS_PER_PAGE
+                 else struct.Struct(f"<{count}Q")).unpack_from(ram, at)
+        # one byte per word: 1 where the low byte is 0 or carries DONE or INDIRECTION
+        marks = ram[at:at + 8 * count:8].translate(_STOP_MARKS)
         budget -= count
-        for k, word in enumerate(words):
+        k0 = 0
+        while True:
+            k = marks.find(1, k0)
+            if k < 0:
+                runs.append((loc + 8 * k0, words[k0:]))
+                loc += 8 * count
+                break
+            word = words[k]
             if not word or word & IND_DONE:
-                return out
-            out.append((loc + 8 * k, word))
+                if k > k0:
+                    runs.append((loc + 8 * k0, words[k0:k]))
+                return image.head, runs
+            runs.append((loc + 8 * k0, words[k0:k + 1]))
             if word & IND_INDIRECTION:
                 loc = word & PAGE_MASK
                 break
-        else:
-            loc += 8 * count
+            k0 = k + 1          # a non-zero word without flags: an ordinary entry
+    return image.head, runs
+
+
+def for_each_kimage_entry(m: Machine, image: KImage) -> list[tuple[int, int]]:
+    """``for_each_kimage_entry`` (K10.7): ``(location, word)`` of each word before DONE or
+    a zero word (see :func:`_entry_runs`)."""
+    head, runs = _entry_runs(m, image)
+    if not head:
+        return []
+    out = [(HEAD, head)]
+    for loc, words in runs:
+        out += zip(range(loc, loc + 8 * len(words), 8), words)
+    return out
+
+
+def _entry_words(m: Machine, image: KImage) -> list[int]:
+    """The words of :func:`for_each_kimage_entry` without their locations."""
+    head, runs = _entry_runs(m, image)
+    if not head:
+        return []
+    out = [head]
+    for _, words in runs:
+        out += words
     return out
 
 
@@ -198,56 +245,194 @@ def kimage_is_destination_range(image: KImage, start: int, end: int) -> bool:
     return False
 
 
-def kimage_alloc_pages(m: Machine, gfp: int, order: int) -> int | None:
+class _AllocContext(NamedTuple):
+    """What the page-taking loops of K9.2 and K11 look up once per call instead of once per
+    page: each segment's destination as an inclusive ``(first, last)`` byte pair (what
+    :func:`kimage_is_destination_range` compares against; the segments are fixed once
+    sanity_check_segment_list ran), the allocator's ``alloc_pages``, the memmap flags and
+    first pfn, the source limit's pfn; and, while kimage_load_normal_segment runs, the
+    writes it still owes its source pages (:class:`_OwedPages`)."""
+
+    ranges: tuple[tuple[int, int], ...]
+    alloc: Callable[[int, int], Page | None]
+    flags: bytearray
+    base: int
+    source_limit_pfn: int
+    owed: _OwedPages | None = None
+
+
+def _alloc_context(m: Machine, image: KImage, owed: _OwedPages | None = None) -> _AllocContext:
+    mm = m.kernel.mm
+    mem = mm.mem_map
+    return _AllocContext(tuple((seg.mem, seg.mem + seg.memsz - 1) for seg in image.segments),
+                         mm.alloc_pages, mem.flags, mem.base_pfn,
+                         m.kexec_arch.source_memory_limit >> PAGE_SHIFT, owed)
+
+
+class _OwedPages:
+    """[model] The page writes kimage_load_normal_segment owes for one segment, done run by
+    run instead of page by page.
+
+    Page ``j`` of the segment (destination ``seg.mem + j * PAGE_SIZE``) receives the
+    segment's bytes ``[j * PAGE_SIZE, (j + 1) * PAGE_SIZE)`` cut at ``bufsz`` and padded
+    with zeros (the kernel clears the page and copies its chunk in).  The load records each
+    page's source in ``src``, and each K11.7 copy of a loaded page into its destination
+    (``copy_highpage``) in ``copies``; :meth:`flush` does the copies, then the writes, in
+    slices that each cover a run of adjacent pages.
+
+    The order is safe: a K11.7 copy reads a page whose bytes were written by an earlier
+    flush (a page still owed has its record moved instead) and writes a page that just came
+    from the allocator; the page it reads becomes the source of the current destination,
+    whose bytes the same flush writes after the copies.  The load flushes before anything
+    can take a page for an indirection page, at the end of the segment and on failure, so
+    whenever anything else can look, RAM holds what the kernel's page-by-page order leaves.
+    """
+
+    __slots__ = ("ram", "offset", "memops", "buf", "bufsz", "mem", "first", "src", "copies")
+
+    def __init__(self, m: Machine, seg: KexecSegment) -> None:
+        self.ram = m.physmem.buf
+        self.offset = m.physmem.offset
+        self.memops = m.memops
+        self.buf = memoryview(seg.buf)
+        self.bufsz = seg.bufsz
+        self.mem = seg.mem
+        self.first = 0                              # the segment page src[0] is for
+        self.src: list[int] = []                    # sources of pages first, first + 1, ...
+        self.copies: list[tuple[int, int]] = []     # (destination page, page copied from)
+
+    def copy_highpage(self, dest: int, old: int) -> None:
+        """K11.7: the bytes of the source page ``old`` go into ``dest``, its destination."""
+        j = ((dest - self.mem) >> PAGE_SHIFT) - self.first
+        if 0 <= j < len(self.src) and self.src[j] == old:
+            self.src[j] = dest      # still owed: the page will be written in place
+        else:
+            self.copies.append((dest, old))
+
+    def flush(self) -> None:
+        """Do the recorded copies, then write the recorded pages."""
+        ram, offset, memops = self.ram, self.offset, self.memops
+        copies = self.copies
+        n = len(copies)
+        k = 0
+        while k < n:
+            to, frm = copies[k]
+            e = k + 1
+            while e < n and copies[e][0] == to + ((e - k) << PAGE_SHIFT) \
+                    and copies[e][1] == frm + ((e - k) << PAGE_SHIFT):
+                e += 1
+            size = (e - k) << PAGE_SHIFT
+            memops.copy_range(ram, offset(to, size), ram, offset(frm, size), size)
+            k = e
+        copies.clear()
+        src, buf, bufsz = self.src, self.buf, self.bufsz
+        n = len(src)
+        k = 0
+        while k < n:
+            start = src[k]
+            e = k + 1
+            while e < n and src[e] == start + ((e - k) << PAGE_SHIFT):
+                e += 1
+            lo, hi = (self.first + k) << PAGE_SHIFT, (self.first + e) << PAGE_SHIFT
+            at = offset(start, hi - lo)
+            top = hi if hi < bufsz else (bufsz if bufsz > lo else lo)
+            if top > lo:
+                ram[at:at + top - lo] = buf[lo:top]
+            if hi > top:
+                memops.zero_range(ram, at + top - lo, hi - top)
+            k = e
+        self.first += n
+        src.clear()
+
+
+def kimage_alloc_pages(m: Machine, gfp: int, order: int,
+                       ctx: _AllocContext | None = None) -> int | None:
     """``kimage_alloc_pages``: allocate a block and mark it kexec's (K9.3); its phys or None.
 
     The mask is the caller's minus __GFP_ZERO and nothing more (no __GFP_NOWARN), so a load
-    that runs out of memory leaves the allocator's page-allocation-failure warning."""
-    page = m.kernel.mm.alloc_pages(gfp & ~G.__GFP_ZERO, order)
+    that runs out of memory leaves the allocator's page-allocation-failure warning.  A
+    caller that allocates page after page passes its :func:`_alloc_context` (this stays a
+    call of its own: fault injection's call trace names it)."""
+    alloc: Callable[[int, int], Page | None]
+    if ctx is None:
+        mm = m.kernel.mm
+        alloc, mem = mm.alloc_pages, mm.mem_map
+        flags, base = mem.flags, mem.base_pfn
+    else:
+        alloc, flags, base = ctx.alloc, ctx.flags, ctx.base
+    page = alloc(gfp & ~_GFP_ZERO, order)
     if page is None:
         return None
-    mem = m.kernel.mm.mem_map
-    i = page.pfn - mem.base_pfn
+    pfn = page.pfn
+    i = pfn - base
     if order == 0:
-        mem.flags[i] |= PG_reserved
+        flags[i] |= PG_reserved
     else:
         for j in range(i, i + (1 << order)):
-            mem.flags[j] |= PG_reserved
-    if gfp & G.__GFP_ZERO:
-        m.physmem.clear_pages(page.pfn, 1 << order)
-    return page.phys
+            flags[j] |= PG_reserved
+    if gfp & _GFP_ZERO:
+        m.physmem.clear_pages(pfn, 1 << order)
+    return pfn << PAGE_SHIFT
 
 
 def kimage_free_pages(m: Machine, phys: int, order: int) -> None:
     """``kimage_free_pages`` (K14.2): clear the reserved marker and give the block back."""
-    pfn = phys >> 12
-    mem = m.kernel.mm.mem_map
+    pfn = phys >> PAGE_SHIFT
+    mm = m.kernel.mm
+    mem = mm.mem_map
+    flags = mem.flags
     i = pfn - mem.base_pfn
-    for j in range(i, i + (1 << order)):
-        mem.flags[j] &= ~PG_reserved
-    m.kernel.mm.free_pages(pfn, order)
+    if order == 0:
+        flags[i] &= _NOT_RESERVED
+    else:
+        for j in range(i, i + (1 << order)):
+            flags[j] &= _NOT_RESERVED
+    mm.free_pages(pfn, order)
 
 
 def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> int | None:
     """``kimage_alloc_normal_control_pages`` (K9.2): buddy pages that are no segment's
-    destination; the ones that are get set aside."""
+    destination; the ones that are get set aside, and freed (last set aside first) before
+    returning.
+
+    The limit test is the kernel's: the block's end pfn (exclusive) at or above
+    ``KEXEC_CONTROL_MEMORY_LIMIT >> PAGE_SHIFT``."""
+    count = 1 << order
     size = PAGE_SIZE << order
     extra: list[int] = []
     got = None
-    limit = m.kexec_arch.control_memory_limit
+    limit_pfn = m.kexec_arch.control_memory_limit >> PAGE_SHIFT
+    ctx = _alloc_context(m, image)
+    ranges, flags, base = ctx.ranges, ctx.flags, ctx.base
     while True:
-        addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order)
+        addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
         if addr is None:
             break
-        if (addr + size - 1 >= limit
-                or kimage_is_destination_range(image, addr, addr + size - 1)):
+        if (addr >> PAGE_SHIFT) + count >= limit_pfn:
             extra.append(addr)
             continue
-        got = addr
-        image.control_pages_list.insert(0, (addr, order))
-        break
-    for addr in reversed(extra):    # the kernel frees its set-aside list head first
-        kimage_free_pages(m, addr, order)
+        # kimage_is_destination_range(image, addr, eaddr), inline
+        eaddr = addr + size - 1
+        for first, last in ranges:
+            if eaddr >= first and addr <= last:
+                extra.append(addr)
+                break
+        else:
+            got = addr
+            image.control_pages_list.insert(0, (addr, order))
+            break
+    # kimage_free_page_list: the list is head-inserted, so the last block set aside goes
+    # back first; each block through kimage_free_pages, inline
+    free = m.kernel.mm.free_pages
+    for addr in reversed(extra):
+        pfn = addr >> PAGE_SHIFT
+        i = pfn - base
+        if order == 0:
+            flags[i] &= _NOT_RESERVED
+        else:
+            for j in range(i, i + count):
+                flags[j] &= _NOT_RESERVED
+        free(pfn, order)
     return got
 
 
@@ -282,31 +467,53 @@ def kimage_alloc_control_pages(m: Machine, image: KImage, order: int) -> int | N
     return kimage_alloc_normal_control_pages(m, image, order)
 
 
-def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int) -> int | None:
+def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
+                      ctx: _AllocContext | None = None) -> int | None:
     """``kimage_alloc_page`` (K11): a source or indirection page that is safe to copy
-    from."""
+    from.
+
+    ``ctx`` is the image's :func:`_alloc_context`, passed by a caller that asks for many
+    pages (taken here when omitted).  [model] ``kimage_dst_used`` is a dict lookup
+    (``image._dest_index``, K11.10) instead of a walk of the entry list."""
     if destination in image._dest_set:
         image._dest_set.discard(destination)
         image.dest_pages_list.remove(destination)
         return destination
-    source_limit = m.kexec_arch.source_memory_limit
+    if ctx is None:
+        ctx = _alloc_context(m, image)
+    ranges, limit_pfn, owed = ctx.ranges, ctx.source_limit_pfn, ctx.owed
     while True:
-        addr = kimage_alloc_pages(m, gfp, 0)
+        addr = kimage_alloc_pages(m, gfp, 0, ctx)
         if addr is None:
             return None
-        if addr >> 12 > source_limit >> 12:
+        if addr >> PAGE_SHIFT > limit_pfn:
             image.unusable_pages_list.insert(0, addr)
             continue
         if addr == destination:
             return addr
-        if not kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1):
+        # kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1), inline
+        eaddr = addr + PAGE_SIZE - 1
+        for first, last in ranges:
+            if eaddr >= first and addr <= last:
+                break
+        else:
             return addr
         loc = image._dest_index.get(addr)
         if loc is not None:
-            word = _read_word(m, image, loc)
+            # Its destination is loaded: the page takes over that SOURCE page's bytes and
+            # entry, and the old source page is handed out instead.
+            physmem = m.physmem
+            ram = physmem.buf
+            off = physmem.offset(loc, 8)
+            word: int = _WORD.unpack_from(ram, off)[0]
             old = word & PAGE_MASK
-            m.physmem.copy(addr, old, PAGE_SIZE)
-            _write_word(m, image, loc, addr | (word & ~PAGE_MASK & 0xFFF))
+            if owed is not None:
+                owed.copy_highpage(addr, old)       # done with the load's next flush
+            else:
+                # copy_highpage: two distinct pages, one slice assignment
+                to, frm = physmem.offset(addr, PAGE_SIZE), physmem.offset(old, PAGE_SIZE)
+                ram[to:to + PAGE_SIZE] = ram[frm:frm + PAGE_SIZE]
+            _WORD.pack_into(ram, off, addr | (word & ~PAGE_MASK))
             return old
         image.dest_pages_list.insert(0, addr)
         image._dest_set.add(addr)
@@ -361,39 +568,58 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
     """``kimage_load_normal_segment`` (K12.2): one DESTINATION word, then a SOURCE page
     per destination page.
 
+    [model] The bytes go into the source pages run by run (:class:`_OwedPages`); RAM ends
+    as the kernel's page-by-page copy leaves it, on failure too.
+
     [quirk] ``kexec-source-page-leak``: when the SOURCE entry cannot be added (K10.2 finds
     no indirection page) the page just taken is on no list and stays allocated, reserved,
     after kimage_free; the fix frees it."""
     seg = image.segments[idx]
-    buf = memoryview(seg.buf)
     kimage_add_entry(m, image, (seg.mem & PAGE_MASK) | IND_DESTINATION)
-    ram = m.physmem
-    rbuf = ram.buf
-    zero = bytes(PAGE_SIZE)
-    ubytes, maddr, mbytes, off = seg.bufsz, seg.mem, seg.memsz, 0
-    while mbytes:
-        page = kimage_alloc_page(m, image, G.GFP_HIGHUSER, maddr)
-        if page is None:
-            raise KexecError(errno.ENOMEM, f"no source page for {maddr:#x}")
-        try:
-            kimage_add_entry(m, image, page | IND_SOURCE)
-        except KexecError:
-            # [quirk] kexec-source-page-leak: the kernel returns with the page on no list
-            if m.fixes.on("kexec-source-page-leak"):
-                kimage_free_pages(m, page, 0)
-            raise
-        image._dest_index[maddr] = image.entry - 8
-        mchunk = min(mbytes, PAGE_SIZE)
-        uchunk = min(ubytes, mchunk)
-        dst = ram.offset(page, PAGE_SIZE)
-        if uchunk == PAGE_SIZE:
-            rbuf[dst:dst + PAGE_SIZE] = buf[off:off + PAGE_SIZE]
-        else:
-            rbuf[dst:dst + PAGE_SIZE] = bytes(buf[off:off + uchunk]) + zero[uchunk:]
-        ubytes -= uchunk
-        off += uchunk
-        maddr += mchunk
-        mbytes -= mchunk
+    owed = _OwedPages(m, seg)
+    ctx = _alloc_context(m, image, owed)
+    src = owed.src
+    ram, offset = m.physmem.buf, m.physmem.offset
+    unpack, pack_two = _WORD.unpack_from, _TWO_WORDS.pack_into
+    dest_index = image._dest_index
+    gfp = G.GFP_HIGHUSER
+    maddr, mbytes = seg.mem, seg.memsz
+    try:
+        while mbytes:
+            page = kimage_alloc_page(m, image, gfp, maddr, ctx)
+            if page is None:
+                raise KexecError(errno.ENOMEM, f"no source page for {maddr:#x}")
+            entry = image.entry
+            if entry != HEAD and entry + 8 < image.last_entry:
+                # kimage_add_entry(page | IND_SOURCE), inline while the word and the zero
+                # after it fit the current indirection page
+                at = offset(entry, 16)
+                if unpack(ram, at)[0] != 0:
+                    entry += 8
+                    at += 8
+                pack_two(ram, at, page | IND_SOURCE, 0)
+                image.entry = entry + 8
+            else:
+                owed.flush()            # kimage_add_entry may take an indirection page
+                try:
+                    kimage_add_entry(m, image, page | IND_SOURCE)
+                except KexecError:
+                    # [quirk] kexec-source-page-leak: the kernel returns with the page on
+                    # no list
+                    if m.fixes.on("kexec-source-page-leak"):
+                        kimage_free_pages(m, page, 0)
+                    raise
+                entry = image.entry - 8
+            dest_index[maddr] = entry
+            src.append(page)
+            if mbytes > PAGE_SIZE:
+                maddr += PAGE_SIZE
+                mbytes -= PAGE_SIZE
+            else:
+                maddr += mbytes
+                mbytes = 0
+    finally:
+        owed.flush()
 
 
 def kimage_load_cma_segment(m: Machine, image: KImage, idx: int) -> None:
@@ -491,14 +717,19 @@ def kimage_free(m: Machine, image: KImage | None) -> None:
     for addr in image.unusable_pages_list:
         kimage_free_pages(m, addr, 0)
     image.unusable_pages_list.clear()
+    mm = m.kernel.mm
+    free, flags, base = mm.free_pages, mm.mem_map.flags, mm.mem_map.base_pfn
     ind = 0
-    for _, word in for_each_kimage_entry(m, image):
+    for word in _entry_words(m, image):
         if word & IND_INDIRECTION:
             if ind & IND_INDIRECTION:
                 kimage_free_pages(m, ind & PAGE_MASK, 0)
             ind = word
         elif word & IND_SOURCE:
-            kimage_free_pages(m, word & PAGE_MASK, 0)
+            # kimage_free_pages(page, 0), inline
+            pfn = (word & PAGE_MASK) >> PAGE_SHIFT
+            flags[pfn - base] &= _NOT_RESERVED
+            free(pfn, 0)
     if ind & IND_INDIRECTION:
         kimage_free_pages(m, ind & PAGE_MASK, 0)
     for addr, order in image.control_pages_list:

@@ -118,33 +118,62 @@ def kexec_alloc_contig(m: Machine, kbuf: KexecBuf) -> int:
     return 0
 
 
+def _overlapped(image: KImage, start: int, end: int) -> KexecSegment | None:
+    """``kimage_is_destination_range`` (K6.5) naming the segment: the first one that
+    overlaps the inclusive range [start, end], or None."""
+    for seg in image.segments:
+        if end >= seg.mem and start <= seg.mem + seg.memsz - 1:
+            return seg
+    return None
+
+
 def locate_mem_hole_top_down(kbuf: KexecBuf, start: int, end: int) -> int:
     """``locate_mem_hole_top_down`` (K6.6) inside [start, end] (inclusive end); 1 when
-    placed."""
+    placed.
+
+    A candidate that overlaps a segment steps down a page and is aligned down again.  With a
+    power-of-two alignment of at least a page each step is thus ``buf_align``, and the
+    candidates that would still overlap the same segment are skipped in one go: the search
+    meets the same first candidate that fits or falls out of range as the page steps do."""
+    align = kbuf.buf_align
+    stride = align if align >= PAGE_SIZE and align & (align - 1) == 0 else 0
     temp_end = min(end, kbuf.buf_max)
     temp_start = temp_end - kbuf.memsz + 1
     while True:
-        temp_start &= ~(kbuf.buf_align - 1)
+        temp_start &= ~(align - 1)
         if temp_start < start or temp_start < kbuf.buf_min:
             return 0
         temp_end = temp_start + kbuf.memsz - 1
-        if kimage_is_destination_range(kbuf.image, temp_start, temp_end):
-            temp_start -= PAGE_SIZE
+        seg = _overlapped(kbuf.image, temp_start, temp_end)
+        if seg is not None:
+            if stride:      # to the highest candidate that ends below the segment
+                temp_start -= stride * -(-(temp_start - (seg.mem - kbuf.memsz)) // stride)
+            else:
+                temp_start -= PAGE_SIZE
             continue
         kbuf.mem = temp_start
         return 1
 
 
 def locate_mem_hole_bottom_up(kbuf: KexecBuf, start: int, end: int) -> int:
-    """``locate_mem_hole_bottom_up`` (K6.7) inside [start, end]."""
+    """``locate_mem_hole_bottom_up`` (K6.7) inside [start, end].
+
+    Overlapping candidates are skipped segment by segment as in
+    :func:`locate_mem_hole_top_down`."""
+    align = kbuf.buf_align
+    stride = align if align >= PAGE_SIZE and align & (align - 1) == 0 else 0
     temp_start = max(start, kbuf.buf_min)
     while True:
-        temp_start = (temp_start + kbuf.buf_align - 1) & ~(kbuf.buf_align - 1)
+        temp_start = (temp_start + align - 1) & ~(align - 1)
         temp_end = temp_start + kbuf.memsz - 1
         if temp_end > end or temp_end > kbuf.buf_max:
             return 0
-        if kimage_is_destination_range(kbuf.image, temp_start, temp_end):
-            temp_start += PAGE_SIZE
+        seg = _overlapped(kbuf.image, temp_start, temp_end)
+        if seg is not None:
+            if stride:      # to the lowest candidate that starts past the segment
+                temp_start += stride * -(-(seg.mem + seg.memsz - temp_start) // stride)
+            else:
+                temp_start += PAGE_SIZE
             continue
         kbuf.mem = temp_start
         return 1

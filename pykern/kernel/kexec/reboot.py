@@ -64,7 +64,8 @@ class KexecResult:
         return self.t_kexec + (first + (addr - mem) // 4096 + 1) * self.copy_ns
 
 
-def diff_runs(m: Machine, start: int, expected: bytes, idx: int) -> list[tuple[int, int, int]]:
+def diff_runs(m: Machine, start: int, expected: bytes | memoryview,
+              idx: int) -> list[tuple[int, int, int]]:
     """Maximal runs where RAM at ``start`` differs from ``expected``."""
     memops = m.memops
     buf = m.ram
@@ -84,12 +85,92 @@ def diff_runs(m: Machine, start: int, expected: bytes, idx: int) -> list[tuple[i
     return runs
 
 
+#: Zeros to compare a zero tail with, a block at a time.
+_ZERO_BLOCK = bytes(1 << 20)
+
+
+def _join(runs: list[tuple[int, int, int]], more: list[tuple[int, int, int]]) -> None:
+    """Append ``more`` (the runs of the range that follows) to ``runs``, joining the two
+    runs that meet at the boundary into one maximal run."""
+    if runs and more and runs[-1][0] + runs[-1][1] == more[0][0]:
+        addr, size, idx = runs[-1]
+        runs[-1] = (addr, size + more[0][1], idx)
+        more = more[1:]
+    runs += more
+
+
+def _zero_blocks(n: int) -> list[tuple[int, memoryview]]:
+    """``(offset, zeros)`` blocks covering ``n`` zero bytes."""
+    whole = memoryview(_ZERO_BLOCK)
+    return [(pos, whole[:min(n - pos, len(whole))]) for pos in range(0, n, len(whole))]
+
+
+def _reference_parts(image: KImage, idx: int) -> tuple[memoryview, bytes | None] | None:
+    """``image.reference(idx)`` as its two parts: the buffer's first ``bufsz`` bytes (a view,
+    not a copy) and the tail (None: ``memsz - bufsz`` zeros); None where the parts would not
+    add up to ``memsz``."""
+    seg = image.segments[idx]
+    body = memoryview(seg.buf)[:seg.bufsz]
+    tail = image.reference_tails[idx] if idx < len(image.reference_tails) else None
+    size = seg.memsz - seg.bufsz
+    if len(body) != seg.bufsz or size < 0 or (tail is not None and len(tail) != size):
+        body.release()
+        return None
+    return body, tail
+
+
+def _segment_runs(m: Machine, image: KImage, idx: int) -> list[tuple[int, int, int]]:
+    """``diff_runs`` of segment ``idx`` against ``image.reference(idx)``, compared part by
+    part (the reference is never built); runs that meet at a boundary are joined."""
+    seg = image.segments[idx]
+    parts = _reference_parts(image, idx)
+    if parts is None:
+        return diff_runs(m, seg.mem, image.reference(idx), idx)
+    body, tail = parts
+    with body:
+        runs = diff_runs(m, seg.mem, body, idx)
+    at = seg.mem + seg.bufsz
+    if tail is not None:
+        _join(runs, diff_runs(m, at, tail, idx))
+    else:
+        for pos, zeros in _zero_blocks(seg.memsz - seg.bufsz):
+            _join(runs, diff_runs(m, at + pos, zeros, idx))
+    return runs
+
+
 def _corrupted(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
     runs: list[tuple[int, int, int]] = []
     for idx, seg in enumerate(image.segments):
         if m.physmem.is_ram(seg.mem, seg.memsz):
-            runs += diff_runs(m, seg.mem, image.reference(idx), idx)
+            runs += _segment_runs(m, image, idx)
     return sorted(runs)
+
+
+def _intact(m: Machine, image: KImage) -> bool:
+    """``not _corrupted(m, image)``: every segment in RAM holds its reference, checked
+    without collecting the runs."""
+    memops, ram = m.memops, m.ram
+    for idx, seg in enumerate(image.segments):
+        if not m.physmem.is_ram(seg.mem, seg.memsz):
+            continue
+        parts = _reference_parts(image, idx)
+        if parts is None:
+            if diff_runs(m, seg.mem, image.reference(idx), idx):
+                return False
+            continue
+        body, tail = parts
+        at = m.physmem.offset(seg.mem, seg.memsz)
+        with body:
+            if not memops.range_equal(ram, at, body, 0, len(body)):
+                return False
+        at += seg.bufsz
+        if tail is not None:
+            if not memops.range_equal(ram, at, tail, 0, len(tail)):
+                return False
+        elif not all(memops.range_equal(ram, at + pos, zeros, 0, len(zeros))
+                     for pos, zeros in _zero_blocks(seg.memsz - seg.bufsz)):
+            return False
+    return True
 
 
 def _verified(m: Machine, image: KImage) -> bool:
@@ -99,7 +180,7 @@ def _verified(m: Machine, image: KImage) -> bool:
         from ...arch.x86.purgatory import purgatory_verify
         seg = image.segments[image.arch["purgatory_idx"]]
         return purgatory_verify(m, seg.mem)
-    return not _corrupted(m, image)
+    return _intact(m, image)
 
 
 def _planned_pages(image: KImage) -> int:

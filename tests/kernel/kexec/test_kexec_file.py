@@ -16,7 +16,8 @@ import pytest
 import pykern
 from pykern import Machine, images
 from pykern.mm import gfp
-from pykern.kernel.kexec.core import KImage, kimage_is_destination_range
+from pykern.kernel.kexec.core import (KImage, kimage_alloc_control_pages,
+                                      kimage_is_destination_range)
 from pykern.kernel.kexec.file import (KexecBuf, kexec_add_buffer, locate_mem_hole_bottom_up,
                                       locate_mem_hole_callback, locate_mem_hole_top_down)
 from pykern.kernel.kexec.uapi import (KEXEC_FILE_DEBUG, KEXEC_FILE_FLAGS, KEXEC_FILE_NO_CMA,
@@ -455,6 +456,59 @@ def test_k6_7_bottom_up_and_inclusive_overlap() -> None:
     assert locate_mem_hole_bottom_up(kb, 0x100000, 0x10FFFF) == 0     # c_end > buf_max
 
 
+def _page_step_search(im: KImage, kb: KexecBuf, start: int, end: int) -> tuple[int, int]:
+    """locate_mem_hole_top_down / _bottom_up (K6.6/K6.7) written as the kernel loops: one
+    page step per overlapping candidate; ``(result, mem)``."""
+    align = kb.buf_align
+    if kb.top_down:
+        temp = min(end, kb.buf_max) - kb.memsz + 1
+        while True:
+            temp &= ~(align - 1)
+            if temp < start or temp < kb.buf_min:
+                return 0, 0
+            if kimage_is_destination_range(im, temp, temp + kb.memsz - 1):
+                temp -= PAGE
+                continue
+            return 1, temp
+    temp = max(start, kb.buf_min)
+    while True:
+        temp = (temp + align - 1) & ~(align - 1)
+        last = temp + kb.memsz - 1
+        if last > end or last > kb.buf_max:
+            return 0, 0
+        if kimage_is_destination_range(im, temp, last):
+            temp += PAGE
+            continue
+        return 1, temp
+
+
+def test_k6_6_k6_7_hole_search_meets_the_page_steps_candidate() -> None:
+    """K6.6/K6.7: locate_mem_hole_top_down and _bottom_up skip the candidates that overlap
+    the same segment in one go; over random segments, sizes, alignments (powers of two and
+    not) and windows they find the same hole, or the same failure, as the kernel's page
+    steps."""
+    import random
+    from pykern.kernel.kexec.core import KexecSegment
+    rng = random.Random(6)
+    for _ in range(3000):
+        im = KImage()
+        for _ in range(rng.randint(0, 5)):
+            im.segments.append(KexecSegment(
+                b"", 0, rng.randrange(0, 1 << 24, PAGE if rng.random() < 0.8 else 1),
+                rng.choice([0, PAGE, rng.randrange(0, 1 << 22, PAGE), rng.randrange(1 << 20)])))
+        kb = KexecBuf(im, b"", 0, rng.choice([PAGE, rng.randrange(PAGE, 1 << 22, PAGE),
+                                               rng.randrange(1, 1 << 21)]),
+                      buf_align=rng.choice([PAGE, 2 * PAGE, 0x10000, 0x200000, 3 * PAGE]),
+                      buf_min=rng.choice([0, rng.randrange(1 << 24)]),
+                      buf_max=rng.choice([U64, rng.randrange(1 << 25)]),
+                      top_down=rng.random() < 0.5)
+        start = rng.randrange(1 << 24)
+        end = start + rng.randrange(1 << 24)
+        want = _page_step_search(im, kb, start, end)
+        search = locate_mem_hole_top_down if kb.top_down else locate_mem_hole_bottom_up
+        assert (search(kb, start, end), kb.mem) == want
+
+
 def test_k6_1_no_hole_is_eaddrnotavail() -> None:
     """K6.1 step 4/K3.3: a kernel larger than any free range → EADDRNOTAVAIL, nothing kept."""
     m = machine("arm64", "256M")
@@ -517,6 +571,56 @@ def test_k9_2_k19_3_control_pages_outside_segments(arch: str) -> None:
         assert not kimage_is_destination_range(im, addr, addr + (PAGE << order) - 1)
     for addr in ind:
         assert not kimage_is_destination_range(im, addr, addr + PAGE - 1)
+
+
+def test_k9_2_control_limit_refuses_a_block_whose_end_pfn_reaches_the_limit_pfn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """K9.2, kimage_alloc_normal_control_pages: a block is set aside when its end pfn
+    (``pfn + count``) is at or above ``KEXEC_CONTROL_MEMORY_LIMIT >> PAGE_SHIFT``.  With the
+    limit at the last byte of the page after P, the page P the allocator hands out first is
+    refused (its end pfn equals the limit's pfn) and given back; the control page comes from
+    below P."""
+    m = machine("x86_64", "64M")
+    control_gfp = gfp.GFP_KERNEL | gfp.__GFP_NORETRY
+    probe = m.mm.alloc_pages(control_gfp, 0)
+    assert probe is not None
+    p = probe.pfn
+    m.mm.free_pages(probe, 0)
+    monkeypatch.setattr(m.kexec_arch, "control_memory_limit", ((p + 1) << 12) | 0xFFF)
+    free = m.mm.nr_free_pages()
+    im = KImage(_m=m)
+    got = kimage_alloc_control_pages(m, im, 0)
+    assert got is not None and got >> 12 < p
+    assert im.control_pages == [(got, 0)]
+    assert m.mm.page_is_free(p) and m.mm.nr_free_pages() == free - 1
+
+
+@pytest.mark.parametrize("arch,ram,kernel,initrd", [("arm64", "48M", 8 * MiB, 2 * MiB),
+                                                    ("x86_64", "48M", 4 * MiB, 8 * MiB)])
+def test_k11_7_k12_2_every_source_page_holds_its_destinations_bytes(
+        arch: str, ram: str, kernel: int, initrd: int) -> None:
+    """K11.7/K12.2: on a machine small enough that the allocator hands out destination pages
+    whose data is already loaded (kimage_alloc_page copies that page to its destination and
+    hands out the old source), every SOURCE page holds exactly its destination's bytes of
+    the reference (buffer, then zeros), whatever RAM held before."""
+    m = machine(arch, ram, "cma=0")
+    m.ram[:] = b"\x5A" * len(m.ram)
+    m.kexec_file_load(kernel_for(arch, kernel), images.payload_pattern(initrd, seed=2), "x",
+                      KEXEC_FILE_NO_CMA)
+    im = m.kexec_image
+    assert im is not None
+    refs = [(s.mem, s.mem + s.memsz, im.reference(i)) for i, s in enumerate(im.segments)]
+    dest, in_place, pages = 0, 0, 0
+    for kind, addr in im.entries():
+        if kind == "DESTINATION":
+            dest = addr
+        elif kind == "SOURCE":
+            lo, _, ref = next(r for r in refs if r[0] <= dest < r[1])
+            assert m.phys_read(addr, PAGE) == ref[dest - lo:dest - lo + PAGE], hex(dest)
+            in_place += addr == dest
+            pages += 1
+            dest += PAGE
+    assert pages == sum(s.memsz // PAGE for s in im.segments) and in_place > 400
 
 
 @pytest.mark.parametrize("arch", ARCHES)

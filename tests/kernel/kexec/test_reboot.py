@@ -105,6 +105,31 @@ def test_k16_3_damaged_entry_shows_as_corruption() -> None:
     del w1
 
 
+def test_k16_11_a_run_across_the_end_of_the_buffer_is_one_maximal_run() -> None:
+    """K16.11: the corruption scan compares RAM with the reference (buffer, then the zero
+    tail); a damaged page that holds the initrd's last bytes and the start of its tail shows
+    as one maximal run over the whole page, not as one run per part."""
+    m, initrd = _loaded("arm64", KEXEC_FILE_NO_CMA)
+    image = m.kexec_image
+    assert image is not None
+    idx = next(i for i, s in enumerate(image.segments) if s.bufsz == len(initrd))
+    seg = image.segments[idx]
+    target = seg.mem + (seg.bufsz & ~0xFFF)         # the page where the buffer ends
+    assert seg.mem + seg.bufsz - target not in (0, 4096)
+    dest, source = 0, None
+    for kind, addr in image.entries():
+        if kind == "DESTINATION":
+            dest = addr
+        elif kind == "SOURCE":
+            if dest == target:
+                source = addr
+            dest += 4096
+    assert source is not None
+    m.phys_write(source, bytes(b ^ 0xFF for b in m.phys_read(source, 4096)))
+    r = m.kernel_kexec()
+    assert not r.verified and r.corrupted == [(target, 4096, idx)]
+
+
 def test_k16_3_source_outside_ram_is_a_clear_error() -> None:
     """A SOURCE outside RAM stops the walk with an error naming the entry."""
     m, _ = _loaded("arm64", KEXEC_FILE_NO_CMA)
