@@ -968,19 +968,22 @@ def __alloc_frozen_pages_noprof(mm: PageAlloc, gfp: int, order: int) -> int | No
     if not isinstance(order, int) or order < 0:
         raise ValueError(f"order {order!r} is not a non-negative int")
     params = mm.gfp_params
-    if type(gfp) is not int or gfp not in params:
-        if not isinstance(gfp, int) or gfp < 0 or gfp & ~__GFP_BITS_MASK:
-            raise ValueError(f"gfp {gfp!r} has bits pykern does not know")
+    # A gfp seen before (and not to be stripped) is valid: one dict lookup decides.
+    cached = params.get(gfp) if type(gfp) is int and not mm.memalloc_pin else None
+    if cached is None and (not isinstance(gfp, int) or gfp < 0
+                           or gfp & ~__GFP_BITS_MASK):
+        raise ValueError(f"gfp {gfp!r} has bits pykern does not know")
     if order > MAX_PAGE_ORDER:
         if not gfp & __GFP_NOWARN:
             mm.log.warn(f"WARNING: mm/page_alloc.c: __alloc_pages_noprof: order {order}"
                         f" > MAX_PAGE_ORDER {MAX_PAGE_ORDER}")
         return None
-    if mm.memalloc_pin:
-        gfp &= ~__GFP_MOVABLE
-    cached = params.get(gfp)
     if cached is None:
-        cached = params[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp))
+        if mm.memalloc_pin:
+            gfp &= ~__GFP_MOVABLE
+        cached = params.get(gfp)
+        if cached is None:
+            cached = params[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp))
     fpa = mm.fail_page_alloc            # prepare_alloc_pages: should_fail_alloc_page
     # fpa.armed, inline: a probability or a task's fail-nth can make this request fail
     if (fpa is not None and (fpa.attr.probability or fpa.fi.nth_pending)
