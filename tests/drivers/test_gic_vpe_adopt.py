@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+import pykern._fast
+
 from pykern import Machine, images
 from pykern.drivers.gic import (GICR_BASE, GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER,
                                 GICR_TYPER, GICR_VPENDBASER, GITS_CWRITER, GITS_TYPER,
@@ -185,6 +187,7 @@ def test_n6_n7_fresh_tables_path_ces(ces: bool) -> None:
         assert m.phys_read(vpt0, 64) == state + bytes(32) and wb == []
 
 
+@pytest.mark.skipif(not pykern._fast.COMPILED, reason="the compiled walk is not built")
 def test_n7_twins_identical_ram_with_the_takeover_writeback() -> None:
     """GIC-I7/H7: with the vPE write-back of the next kernel in the run, the compiled walk
     and the pure-Python twin leave identical RAM, scribbles, corruption and trace."""

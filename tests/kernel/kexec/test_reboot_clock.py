@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+import pykern._fast
+
 from pykern import Machine, images
 from pykern.drivers.base import Device, Event, RebootContext
 from pykern.kernel.kexec.clock import RebootClock
@@ -131,7 +133,10 @@ def _dest_page(m: Machine, seg: int, page: int, foreign: bool = True) -> tuple[i
     raise AssertionError("no such page")
 
 
-@pytest.mark.parametrize("extensions", [True, False])
+@pytest.mark.parametrize("extensions", [
+    pytest.param(True, marks=pytest.mark.skipif(not pykern._fast.COMPILED,
+                                                reason="the compiled walk is not built")),
+    False])
 def test_gic_h8_write_before_copy_is_overwritten_after_copy_stays(extensions: bool) -> None:
     """GIC-H8/K16.8: a write into a destination page before its copy vanishes; one after it
     (or after the jump) stays and shows in corrupted and scribbles, in time order."""
@@ -151,6 +156,7 @@ def test_gic_h8_write_before_copy_is_overwritten_after_copy_stays(extensions: bo
     assert r.verified is False            # arm64's check runs on RAM at t_jump
 
 
+@pytest.mark.skipif(not pykern._fast.COMPILED, reason="the compiled walk is not built")
 def test_gic_h7_twins_identical_ram_with_device_writes() -> None:
     """GIC-H7/I7: the compiled walk and the pure twin, interrupted at the same boundaries,
     leave byte-identical RAM."""
