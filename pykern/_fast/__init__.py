@@ -121,39 +121,29 @@ def source_twin(name: str) -> ModuleType:
     spec.loader.exec_module(module)
     return module
 
-memops_c: MemOps | None = None
-if not NO_EXTENSIONS:
+def _compiled(stem: str) -> Any:
+    """The compiled module ``pykern._fast.<stem>``, or None when it was not built (no
+    compiler, or installed with PYKERN_NO_EXTENSIONS=1) or PYKERN_NO_EXTENSIONS=1 is set."""
+    if NO_EXTENSIONS:
+        return None
     try:
-        from . import _memops_c
-    except ImportError:  # not built (no compiler, or installed with PYKERN_NO_EXTENSIONS=1)
-        pass
-    else:
-        memops_c = _memops_c
+        return importlib.import_module(f"{__name__}.{stem}")
+    except ImportError:
+        return None
+
+
+memops_c: MemOps | None = _compiled("_memops_c")
 
 COMPILED: bool = memops_c is not None
 
 from . import _relocate_py as relocate_py  # noqa: E402
 
-relocate_c: Any = None
-if not NO_EXTENSIONS:
-    try:
-        from . import _relocate_c as _rc
-    except ImportError:
-        pass
-    else:
-        relocate_c = _rc
+relocate_c: Any = _compiled("_relocate_c")
 
 
 from . import _freelist_py as freelist_py  # noqa: E402
 
-freelist_c: Any = None
-if not NO_EXTENSIONS:
-    try:
-        from . import _freelist_c as _fc
-    except ImportError:
-        pass
-    else:
-        freelist_c = _fc
+freelist_c: Any = _compiled("_freelist_c")
 
 #: The zones' free lists: link arrays when compiled, else OrderedDicts (same interface for
 #: what the allocator does with them, same order; tests/_fast checks).  Chosen per process.
