@@ -4,7 +4,6 @@ local worker pool that runs the cases, and the report (the ``--json`` object).""
 from __future__ import annotations
 
 import errno
-import gc
 import multiprocessing
 import signal
 import time
@@ -274,7 +273,6 @@ class _Worker:
 
     def __init__(self, config: Config) -> None:
         ctx = multiprocessing.get_context()
-        gc.collect()  # machines of earlier work still mapped would be copied into the child
         self.conn, child = ctx.Pipe()
         # daemonic: should the parent die without stopping it, the worker goes too
         self.proc = ctx.Process(target=_worker_main, args=(child, config), daemon=True)
