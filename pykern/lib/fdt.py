@@ -721,7 +721,6 @@ class Fdt:
         out: list[bytes] = []
         put = out.append
         prop_hdr = _PROP_HDR.pack
-        node_raw, prop_key = _NODE_RAW, _PROP_KEY
         size_struct = 4                      # FDT_END
         # depth first, each node's properties before its children (structure order)
         todo: list[FdtNode | None] = [self.root]
@@ -732,9 +731,7 @@ class Fdt:
                 size_struct += 4
                 continue
             name = node.name
-            raw = node_raw.get(name) if type(name) is str else None
-            if raw is None:
-                raw = _node_raw(name)
+            raw = _node_raw(name)
             put(_BEGIN_NODE_TOKEN)
             put(raw)
             pad = _NAME_PAD[len(raw) & 3]
@@ -745,9 +742,7 @@ class Fdt:
                 n = len(value)
                 # the name's offset: where it was parsed or created, else the first
                 # match in the strings block, else appended (fdt_find_add_string_)
-                key = prop_key.get(pname) if type(pname) is str else None
-                if key is None:
-                    key = _prop_key(pname)
+                key = _prop_key(pname)
                 off = offs.get(pname)
                 if off is None or off < 0 or not strings.startswith(key, off):
                     off = strings.find(key)
@@ -786,23 +781,18 @@ class Fdt:
         checks (FdtError where ``pack`` raises one), the same strings-block appends."""
         strings: bytes | bytearray = self._strings
         copied = False
-        node_raw, prop_key = _NODE_RAW, _PROP_KEY
         size_struct = 4                      # FDT_END
         todo: list[FdtNode] = [self.root]
         while todo:
             node = todo.pop()
             name = node.name
-            raw = node_raw.get(name) if type(name) is str else None
-            if raw is None:
-                raw = _node_raw(name)
+            raw = _node_raw(name)
             # FDT_BEGIN_NODE, the name, its NUL and padding, FDT_END_NODE
             size_struct += 8 + ((len(raw) + 4) & ~3)
             offs = node._nameoff
             for pname, value in node.props:
                 n = len(value)
-                key = prop_key.get(pname) if type(pname) is str else None
-                if key is None:
-                    key = _prop_key(pname)
+                key = _prop_key(pname)
                 off = offs.get(pname)
                 if off is None or off < 0 or not strings.startswith(key, off):
                     if strings.find(key) < 0:
