@@ -985,7 +985,8 @@ def __alloc_frozen_pages_noprof(mm: PageAlloc, gfp: int, order: int) -> int | No
         if cached is None:
             cached = params[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp))
     fpa = mm.fail_page_alloc            # prepare_alloc_pages: should_fail_alloc_page
-    # fpa.armed, inline: a probability or a task's fail-nth can make this request fail
+    # Can any allocation fail now?  Only with a probability set or a task's fail-nth
+    # pending; tested here, before the call, as the fast path of every allocation.
     if (fpa is not None and (fpa.attr.probability or fpa.fi.nth_pending)
             and __should_fail_alloc_page(fpa, gfp, order)):
         return None
@@ -1184,6 +1185,7 @@ _PAGEALLOC_FIELDS = (
     "totalcma_pages", "memalloc_pin", "vm_events", "pgfree", "zonelists", "zone_spans",
     "gfp_params", "fail_page_alloc",
 )
+
 
 class PageAlloc:
     """``m.mm``: the memmap, zones and buddy allocator of one boot.
