@@ -151,14 +151,15 @@ cdef class FreeList:
     def __setitem__(self, key, value):
         if value is not None:
             raise TypeError("a free list maps pfns to None")
-        if self._index(key) >= 0:
-            return                             # already on the list: it keeps its place
         if type(key) is not int:
             raise TypeError(f"pfn {key!r} is not an int")
         cdef Py_ssize_t i = <Py_ssize_t>key - self.links.base
         if i < 0 or i >= self.links.n:
             raise ValueError(f"pfn {key:#x} lies outside the zone's span")
-        if self.links.owner[i] >= 0:
+        cdef int16_t owner = self.links.owner[i]
+        if owner == self.ident:
+            return                             # already on the list: it keeps its place
+        if owner >= 0:
             raise ValueError(f"pfn {key:#x} is already on another free list of the zone")
         self._link_tail(<int32_t>i)
 
