@@ -24,13 +24,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from importlib.abc import MetaPathFinder
-from importlib.machinery import ModuleSpec, SourceFileLoader
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _memops_py as memops_py
 
@@ -92,9 +92,7 @@ class _SourceFirst(MetaPathFinder):
                   target: ModuleType | None = None) -> ModuleSpec | None:
         if fullname not in PURE_MODULES:
             return None
-        source = str(_source_path(fullname))
-        return importlib.util.spec_from_file_location(
-            fullname, source, loader=SourceFileLoader(fullname, source))
+        return importlib.util.spec_from_file_location(fullname, _source_path(fullname))
 
 
 if NO_EXTENSIONS and not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
@@ -120,6 +118,7 @@ def source_twin(name: str) -> ModuleType:
     sys.modules[twin] = module
     spec.loader.exec_module(module)
     return module
+
 
 def _compiled(stem: str) -> Any:
     """The compiled module ``pykern._fast.<stem>``, or None when it was not built (no
