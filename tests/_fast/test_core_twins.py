@@ -82,7 +82,7 @@ def _apply(mod: Any, mm: Any, held: list[tuple[int, int]], op: tuple[Any, ...]) 
                 held.append((pfn, order))
             return pfn
         if kind in ("isolate", "unisolate"):
-            zone = mm.zones[[z.spanned_pages > 0 for z in mm.zones].index(True)]
+            zone = next(z for z in mm.zones if z.spanned_pages)
             pfn = zone.zone_start_pfn + op[1] % zone.spanned_pages
             pfn -= pfn % pageblock_nr_pages
             fn = (mod.pageblock_isolate_and_move_free_pages if kind == "isolate"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Callable
 
 import pytest
 
@@ -13,11 +14,11 @@ from pykern.kernel.kexec.uapi import KEXEC_FILE_NO_CMA
 from pykern.testing.fuzz.cases import Config, draw_case
 
 
-def _freed_without_gc(make: object) -> bool:
+def _freed_without_gc(make: Callable[[], Machine]) -> bool:
     gc.collect()
     gc.disable()
     try:
-        ref = weakref.ref(make())  # type: ignore[operator]
+        ref = weakref.ref(make())
         return ref() is None
     finally:
         gc.enable()
