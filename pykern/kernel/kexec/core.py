@@ -510,9 +510,7 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
             if owed is not None:
                 owed.copy_highpage(addr, old)       # done with the load's next flush
             else:
-                # copy_highpage: two distinct pages, one slice assignment
-                to, frm = physmem.offset(addr, PAGE_SIZE), physmem.offset(old, PAGE_SIZE)
-                ram[to:to + PAGE_SIZE] = ram[frm:frm + PAGE_SIZE]
+                physmem.copy(addr, old, PAGE_SIZE)   # copy_highpage
             _WORD.pack_into(ram, off, addr | (word & ~PAGE_MASK))
             return old
         image.dest_pages_list.insert(0, addr)
