@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ...kernel.kexec.core import KexecError, KImage, kimage_alloc_control_pages
 from ...kernel.kexec.uapi import KEXEC_TYPE_CRASH
 from .kexec_bzimage64 import bzImage64_load, bzImage64_probe
-from .purgatory import Purgatory
+from .purgatory import HashedRegions, Purgatory
 
 if TYPE_CHECKING:
     from ...machine import Machine
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["X86Kexec", "MAXMEM"]
 
 MAXMEM = 1 << 46  # 4-level paging
-_ZEROS = bytes(1 << 20)
+_ZEROS = memoryview(bytes(1 << 20))
 
 
 def init_pgtable_pages(m: Machine) -> int:
@@ -76,6 +76,7 @@ class X86Kexec:
         ``image.elfcorehdr_index`` (the hotplug-updatable elfcorehdr)."""
         sha = hashlib.sha256()
         regions = []
+        bodies = []
         skip: int = image.arch["purgatory_idx"]
         hotplug = bool(m.config["CRASH_HOTPLUG"])
         for i, seg in enumerate(image.segments):
@@ -83,18 +84,23 @@ class X86Kexec:
                 continue
             if i == skip:
                 continue
-            with memoryview(seg.buf)[:seg.bufsz] as body:
-                sha.update(body)
+            buf = seg.buf
+            body = buf if type(buf) is bytes and len(buf) == seg.bufsz else \
+                bytes(memoryview(buf)[:seg.bufsz])
+            sha.update(body)
+            bodies.append(body)
             tail = seg.memsz - seg.bufsz
             while tail > 0:             # the zeros past bufsz, a block at a time
                 step = min(tail, len(_ZEROS))
-                sha.update(_ZEROS[:step] if step < len(_ZEROS) else _ZEROS)
+                sha.update(_ZEROS[:step])
                 tail -= step
             regions.append((seg.mem, seg.memsz))
         purgatory: Purgatory = image.arch["purgatory"]
-        purgatory.store_digest(regions, sha.digest())
+        digest = sha.digest()
+        purgatory.store_digest(regions, digest)
         image.segments[skip].buf = purgatory.blob()
-        image.arch["digest"] = sha.digest()
+        image.arch["digest"] = digest
+        image.arch["hashed"] = HashedRegions(regions, bodies, digest)
 
     def post_load(self, m: Machine, image: KImage) -> None:
         """Nothing on x86_64."""

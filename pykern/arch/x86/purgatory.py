@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ...machine import Machine
 
-__all__ = ["Purgatory", "PURGATORY_BUFSZ", "PURGATORY_MEMSZ", "PURGATORY_ALIGN",
-           "purgatory_verify"]
+__all__ = ["HashedRegions", "Purgatory", "PURGATORY_BUFSZ", "PURGATORY_MEMSZ",
+           "PURGATORY_ALIGN", "purgatory_verify"]
 
 PURGATORY_BUFSZ = 0x4000
 PURGATORY_MEMSZ = 0x5000
@@ -26,6 +26,8 @@ _REGS = 0x100          # entry64_regs: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 r
 _SHA_REGIONS = 0x200   # purgatory_sha_regions: 16 x (start u64, len u64)
 _SHA_DIGEST = 0x300    # purgatory_sha256_digest: 32 bytes
 _STACK_END = 0x4000    # end of the 4 KiB stack in the data section
+_REGION = struct.Struct("<QQ")
+_ZERO_BLOCK = bytes(1 << 16)
 _REG_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10",
               "r11", "r12", "r13", "r14", "r15", "rip")
 
@@ -59,25 +61,72 @@ class Purgatory:
         self._buf[_SHA_DIGEST:_SHA_DIGEST + 32] = digest
 
 
-def purgatory_verify(m: Machine, purgatory_mem: int) -> bool:
+class HashedRegions:
+    """[model] What ``kexec_calculate_store_digests`` fed SHA-256 at load: each region (start,
+    length) in order, the bytes it began with (the segment's ``bufsz`` bytes; zeros make up
+    the rest of the region) and the digest that came out.
+
+    :func:`purgatory_verify` is given it to spare hashing the same bytes twice: where the
+    table in RAM names the same regions and RAM still holds exactly these bytes (a memcmp),
+    the digest of RAM is this digest.  Any other RAM is hashed, so the answer is always
+    SHA-256's own."""
+
+    __slots__ = ("regions", "bodies", "digest")
+
+    def __init__(self, regions: list[tuple[int, int]], bodies: list[bytes],
+                 digest: bytes) -> None:
+        self.regions = tuple(regions)
+        self.bodies = tuple(bodies)
+        self.digest = digest
+
+    def holds(self, m: Machine, regions: list[tuple[int, int]]) -> bool:
+        """Whether ``regions`` are these regions and RAM holds exactly the hashed bytes."""
+        if tuple(regions) != self.regions:
+            return False
+        ram, offset, equal = m.ram, m.physmem.offset, m.memops.range_equal
+        zeros = _ZERO_BLOCK
+        for (start, length), body in zip(self.regions, self.bodies):
+            at = offset(start, length)
+            n = len(body)
+            if n > length or not equal(ram, at, body, 0, n):
+                return False
+            at, end = at + n, at + length
+            while at < end:
+                step = min(end - at, len(zeros))
+                if not equal(ram, at, zeros, 0, step):
+                    return False
+                at += step
+        return True
+
+
+def purgatory_verify(m: Machine, purgatory_mem: int,
+                     hashed: HashedRegions | None = None) -> bool:
     """``verify_sha256_digest`` (ARCH X41 / K13.3): SHA-256 of the regions in RAM against
     the stored digest.
 
     Reads the table and digest from the purgatory as it lies in RAM; the regions are hashed
-    straight from RAM (views, not copies).
+    straight from RAM (views, not copies).  [model] With ``hashed``, the load's record of
+    what it hashed, RAM that still holds those very bytes is compared instead of hashed
+    again (:class:`HashedRegions`; same answer).
     """
     blob = m.physmem.read(purgatory_mem, PURGATORY_BUFSZ)
     if not blob.startswith(_MAGIC):
         return False
+    regions = []
+    for k in range(16):
+        start, length = _REGION.unpack_from(blob, _SHA_REGIONS + 16 * k)
+        if not length:
+            continue
+        if not m.physmem.is_ram(start, length):
+            return False
+        regions.append((start, length))
+    stored = blob[_SHA_DIGEST:_SHA_DIGEST + 32]
+    if hashed is not None and hashed.holds(m, regions):
+        return hashed.digest == stored
     sha = hashlib.sha256()
     with memoryview(m.ram) as ram:
-        for k in range(16):
-            start, length = struct.unpack_from("<QQ", blob, _SHA_REGIONS + 16 * k)
-            if not length:
-                continue
-            if not m.physmem.is_ram(start, length):
-                return False
+        for start, length in regions:
             at = m.physmem.offset(start, length)
             with ram[at:at + length] as region:
                 sha.update(region)
-    return sha.digest() == blob[_SHA_DIGEST:_SHA_DIGEST + 32]
+    return sha.digest() == stored

@@ -179,7 +179,7 @@ def _verified(m: Machine, image: KImage) -> bool:
     if m.arch == "x86_64":
         from ...arch.x86.purgatory import purgatory_verify
         seg = image.segments[image.arch["purgatory_idx"]]
-        return purgatory_verify(m, seg.mem)
+        return purgatory_verify(m, seg.mem, image.arch.get("hashed"))
     return _intact(m, image)
 
 
