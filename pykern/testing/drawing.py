@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -71,9 +71,14 @@ class RandomSource:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        # what rng.randint(lo, hi) does for hi >= lo: lo + rng._randbelow(hi - lo + 1), the
+        # same draws from the stream without randint's and randrange's argument checks
+        self._below: Callable[[int], int] = getattr(rng, "_randbelow")
 
     def integer(self, lo: int, hi: int) -> int:
-        return self.rng.randint(lo, hi)
+        if hi >= lo:
+            return lo + self._below(hi - lo + 1)
+        return self.rng.randint(lo, hi)       # randrange's error for an empty range
 
     def coin(self, p: float) -> bool:
         return self.rng.random() < p
@@ -225,6 +230,7 @@ def draw_kexec_image(src: Source, arch: str, *, min_kernel: int, max_kernel: int
     initrd = None
     if max_initrd and src.coin(0.5):
         initrd = images.payload_pattern(src.magnitude(1, max_initrd), seed=seed + 1)
-    cmdline = "".join(choose(src, CMDLINE_ALPHABET)
-                      for _ in range(src.integer(0, max_cmdline))).strip()
+    integer, last = src.integer, len(CMDLINE_ALPHABET) - 1
+    cmdline = "".join([CMDLINE_ALPHABET[integer(0, last)]      # choose(src, CMDLINE_ALPHABET)
+                       for _ in range(integer(0, max_cmdline))]).strip()
     return DrawnImage(kernel, initrd, cmdline, text_offset)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import struct
 import time
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pykern import images
 from pykern.images import (
     ARM64_CODE0_EFI, arm64_image, arm64_image_header, bzimage, bzimage_header,
     payload_pattern,
@@ -65,6 +70,71 @@ def test_payload_pattern_pages_differ() -> None:
     assert payload_pattern(100, 3) == data[:100]
     assert payload_pattern(0) == b""
     assert len(payload_pattern(65537)) == 65537
+
+
+def _plain_pattern(length: int, seed: Any, block: int = 64 << 10) -> bytes:
+    """payload_pattern as its docstring states it, one big-integer XOR per block (the
+    builder's first implementation): the reference the translate-based builder must equal."""
+    if length <= 0:
+        return b""
+    first = random.Random(seed).randbytes(block)
+    base = int.from_bytes(first, "little")
+    ones = int.from_bytes((b"\x01" + bytes(7)) * (block // 8), "little")
+    blocks = [first] + [(base ^ (ones * (i & ((1 << 64) - 1)))).to_bytes(block, "little")
+                        for i in range(1, -(-length // block))]
+    return b"".join(blocks)[:length]
+
+
+@pytest.mark.parametrize("seed", [0, 3, 255, 256, -7, 2**40 + 1, "s", b"b"])
+def test_payload_pattern_equals_the_plain_xor_of_block_counters(seed: Any) -> None:
+    """S1 payload: block i is block 0 with the counter i XOR-ed into every u64 word, around
+    block boundaries, whether or not block 0 of the seed is cached yet."""
+    lengths = [1, 5, 8, 63, 4097, 65532, 65533, 65535, 65536, 65537, 3 * 65536 + 9, MiB + 3]
+    for cached in (False, True):
+        images._BLOCK0.clear()
+        if cached:
+            payload_pattern(65536, seed)
+        for n in lengths:
+            assert payload_pattern(n, seed) == _plain_pattern(n, seed), (n, cached)
+
+
+@settings(max_examples=40, deadline=None)
+@given(length=st.integers(0, 300_000), seed=st.integers(-(2**70), 2**70), warm=st.booleans())
+def test_payload_pattern_matches_plain_reference(length: int, seed: int, warm: bool) -> None:
+    """Differential: any length and seed, cold or warm block-0 cache."""
+    if not warm:
+        images._BLOCK0.pop(seed, None)
+    assert payload_pattern(length, seed) == _plain_pattern(length, seed)
+
+
+def test_payload_counter_bytes_above_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From block 256 on the counter has a second byte, from block 65536 a third: with a
+    64-byte block (so 70000 blocks stay small) each is XOR-ed into its byte of every word."""
+    monkeypatch.setattr(images, "_BLOCK", 64)
+    monkeypatch.setattr(images, "_BLOCK0", {})
+    n = 64 * 70_000 + 13
+    for seed in (9, "nine"):
+        assert payload_pattern(n, seed) == _plain_pattern(n, seed, 64)
+    assert arm64_image(64 + 64 * 300 + 5, seed=9)[64:] == _plain_pattern(64 * 300 + 5, 9, 64)
+
+
+def test_short_payload_is_a_prefix_of_the_first_block() -> None:
+    """A payload shorter than 64 KiB draws only the whole 32-bit words it needs: the same
+    bytes as the first block's start (randbytes fills words little-endian in stream order)."""
+    images._BLOCK0.clear()
+    for seed in (1, 12345, "x"):
+        first = random.Random(seed).randbytes(65536)
+        for n in (1, 2, 3, 4, 5, 7, 1000, 65535):
+            assert payload_pattern(n, seed) == first[:n]
+    assert not images._BLOCK0          # short payloads fill no cache
+
+
+def test_block0_cache_is_bounded() -> None:
+    images._BLOCK0.clear()
+    for seed in range(images._BLOCK0_MAX + 5):
+        payload_pattern(65536 + 1, seed)
+    assert 0 < len(images._BLOCK0) <= images._BLOCK0_MAX
+    assert payload_pattern(65537, 2) == _plain_pattern(65537, 2)
 
 
 def test_large_images_build_fast() -> None:
