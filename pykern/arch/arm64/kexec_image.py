@@ -69,5 +69,5 @@ def image_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | None,
     seg.memsz -= text_offset
     image.start = seg.mem
     image.arch["text_offset"] = text_offset
-    kexec_dprintk(m, f"kexec_file(Image): Loaded kernel at {seg.mem:#x} bufsz={kbuf.bufsz:#x} "
-                     f"memsz={seg.memsz:#x}")
+    kexec_dprintk(m, "kexec_file(Image): Loaded kernel at %#x bufsz=%#x memsz=%#x",
+                  seg.mem, kbuf.bufsz, seg.memsz)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...kernel.kexec.core import KexecError, KImage, kimage_alloc_control_pages
+from ...kernel.kexec.core import (
+    KexecError, KImage, _alloc_context, kimage_alloc_control_pages,
+)
 from ...kernel.kexec.uapi import IND_DONE, KEXEC_TYPE_CRASH
 from .kexec_image import image_load, image_probe
 
@@ -75,8 +77,9 @@ class Arm64Kexec:
             return
         image.arch["relocation"] = True
         tables = []
+        ctx = _alloc_context(m, image)     # looked up once for the whole run of pages
         for _ in range(trans_pgd_pages(m)):
-            page = kimage_alloc_control_pages(m, image, 0)
+            page = kimage_alloc_control_pages(m, image, 0, ctx)
             if page is None:
                 raise KexecError(12, "no control page for the relocation page tables")
             tables.append(page)

@@ -102,20 +102,20 @@ def _load_other_segments(m: Machine, image: KImage, kernel_load_addr: int, kerne
         kbuf = KexecBuf(image, headers, len(headers), len(headers), SZ_64K, buf_min, _U64, True)
         kexec_add_buffer(m, kbuf)
         image.arch["elfcorehdr"] = (kbuf.mem, len(headers))
-        kexec_dprintk(m, f"kexec_file: Loaded elf core header at {kbuf.mem:#x} "
-                         f"bufsz={kbuf.bufsz:#x} memsz={kbuf.memsz:#x}")
+        kexec_dprintk(m, "kexec_file: Loaded elf core header at %#x bufsz=%#x memsz=%#x",
+                      kbuf.mem, kbuf.bufsz, kbuf.memsz)
     initrd_range = None
     if initrd is not None:
         kbuf = KexecBuf(image, initrd, len(initrd), len(initrd), 0, buf_min,
                         (kernel_load_addr & ~(SZ_1G - 1)) + 32 * SZ_1G, False)
         kexec_add_buffer(m, kbuf)
         initrd_range = (kbuf.mem, len(initrd))
-        kexec_dprintk(m, f"kexec_file: Loaded initrd at {kbuf.mem:#x} bufsz={kbuf.bufsz:#x} "
-                         f"memsz={kbuf.memsz:#x}")
+        kexec_dprintk(m, "kexec_file: Loaded initrd at %#x bufsz=%#x memsz=%#x",
+                      kbuf.mem, kbuf.bufsz, kbuf.memsz)
     dtb = _kexec_dtb(m, image, initrd_range, cmdline)
     kbuf = KexecBuf(image, dtb, len(dtb), len(dtb), SZ_2M, buf_min, _U64, True)
     kexec_add_buffer(m, kbuf)
     image.arch["dtb_mem"] = kbuf.mem
     image.arch["initrd"] = initrd_range
-    kexec_dprintk(m, f"kexec_file: Loaded dtb at {kbuf.mem:#x} bufsz={kbuf.bufsz:#x} "
-                     f"memsz={kbuf.memsz:#x}")
+    kexec_dprintk(m, "kexec_file: Loaded dtb at %#x bufsz=%#x memsz=%#x",
+                  kbuf.mem, kbuf.bufsz, kbuf.memsz)

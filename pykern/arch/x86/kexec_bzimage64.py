@@ -106,8 +106,8 @@ def crash_load_segments(m: Machine, image: KImage) -> None:
             m.kernel.log.err(f"kexec: number of Phdrs {pnum} exceeds max")
     kexec_add_buffer(m, kbuf)
     image.arch["elfcorehdr"] = (kbuf.mem, elf_headers_sz)
-    kexec_dprintk(m, f"kexec: Loaded ELF headers at {kbuf.mem:#x} "
-                     f"bufsz={kbuf.bufsz:#x} memsz={kbuf.memsz:#x}")
+    kexec_dprintk(m, "kexec: Loaded ELF headers at %#x bufsz=%#x memsz=%#x",
+                  kbuf.mem, kbuf.bufsz, kbuf.memsz)
 
 
 def _e820_entries(m: Machine, image: KImage) -> list[tuple[int, int, int]]:
@@ -139,7 +139,7 @@ def setup_boot_parameters(m: Machine, image: KImage, params: bytearray,
         struct.pack_into("<QQI", params, 0x2D0 + 20 * k, addr, size, kind)
     kexec_dprintk(m, "kexec-bzImage64: E820 memmap:")
     for addr, size, kind in entries:
-        kexec_dprintk(m, f"kexec-bzImage64: {addr:016x}-{addr + size - 1:016x} ({kind})")
+        kexec_dprintk(m, "kexec-bzImage64: %016x-%016x (%d)", addr, addr + size - 1, kind)
     for addr, size, kind in entries:
         if kind == 1 and addr <= SZ_1M < addr + size:
             k_mem = ((addr + size - 1) >> 10) - 1024
@@ -163,8 +163,9 @@ def setup_cmdline(m: Machine, image: KImage, params: bytearray, params_load_addr
     text = prefix + cmdline
     params[4096:4096 + len(text)] = text
     params[4096 + len(text) - 1] = 0
-    kexec_dprintk(m, "kexec-bzImage64: Final command line is: "
-                     + text[:-1].decode(errors="replace"))
+    if m.kernel.kexec.kexec_file_dbg_print:     # the decode only when it is printed
+        kexec_dprintk(m, "kexec-bzImage64: Final command line is: %s",
+                      text[:-1].decode(errors="replace"))
     phys = params_load_addr + 4096
     struct.pack_into("<I", params, 0x228, phys & 0xFFFFFFFF)
     if phys >> 32:
@@ -203,7 +204,7 @@ def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | Non
     image.arch["purgatory_idx"] = image.nr_segments - 1
     image.arch["purgatory"] = purgatory
     image.start = pbuf.mem + purgatory.entry_offset
-    kexec_dprintk(m, f"kexec-bzImage64: Loaded purgatory at {pbuf.mem:#x}")
+    kexec_dprintk(m, "kexec-bzImage64: Loaded purgatory at %#x", pbuf.mem)
     params_cmdline_sz = (4096 + len(cmdline) + MAX_ELFCOREHDR_STR_LEN + 15) & ~15
     rng_offset = params_cmdline_sz + 16 + 96
     bufsz = params_cmdline_sz + 16 + 96 + 16 + RNG_SEED_LENGTH
@@ -214,8 +215,8 @@ def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | Non
     kexec_add_buffer(m, kbuf)
     params_idx = image.nr_segments - 1
     bootparam_load_addr = kbuf.mem
-    kexec_dprintk(m, f"kexec-bzImage64: Loaded boot_param, command line and misc at "
-                     f"{kbuf.mem:#x} bufsz={kbuf.bufsz:#x} memsz={kbuf.memsz:#x}")
+    kexec_dprintk(m, "kexec-bzImage64: Loaded boot_param, command line and misc at %#x "
+                  "bufsz=%#x memsz=%#x", kbuf.mem, kbuf.bufsz, kbuf.memsz)
     init_size, = struct.unpack_from("<I", kernel, 0x260)
     kernel_alignment, = struct.unpack_from("<I", kernel, 0x230)
     pref_address, = struct.unpack_from("<Q", kernel, 0x258)
@@ -227,15 +228,15 @@ def bzImage64_load(m: Machine, image: KImage, kernel: bytes, initrd: bytes | Non
     kbuf.mem = 0
     kexec_add_buffer(m, kbuf)
     kernel_load_addr = kbuf.mem
-    kexec_dprintk(m, f"kexec-bzImage64: Loaded 64bit kernel at {kbuf.mem:#x} "
-                     f"bufsz={kbuf.bufsz:#x} memsz={kbuf.memsz:#x}")
+    kexec_dprintk(m, "kexec-bzImage64: Loaded 64bit kernel at %#x bufsz=%#x memsz=%#x",
+                  kbuf.mem, kbuf.bufsz, kbuf.memsz)
     if initrd is not None:
         kbuf.buffer, kbuf.bufsz, kbuf.memsz = initrd, len(initrd), len(initrd)
         kbuf.buf_align, kbuf.buf_min, kbuf.mem = 4096, MIN_INITRD_LOAD_ADDR, 0
         kexec_add_buffer(m, kbuf)
         # The kernel prints the initrd's length twice, not the page-rounded memsz.
-        kexec_dprintk(m, f"kexec-bzImage64: Loaded initrd at {kbuf.mem:#x} "
-                         f"bufsz={len(initrd):#x} memsz={len(initrd):#x}")
+        kexec_dprintk(m, "kexec-bzImage64: Loaded initrd at %#x bufsz=%#x memsz=%#x",
+                      kbuf.mem, len(initrd), len(initrd))
         struct.pack_into("<II", params, 0x218, kbuf.mem & 0xFFFFFFFF, len(initrd) & 0xFFFFFFFF)
         struct.pack_into("<II", params, 0x0C0, kbuf.mem >> 32, len(initrd) >> 32)
         image.arch["initrd"] = (kbuf.mem, len(initrd))

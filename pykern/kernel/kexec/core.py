@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import random
 import struct
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable
 
 from ...constants import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ...mm import gfp as G
@@ -24,6 +25,9 @@ from .uapi import (
 from ...errors import KexecError
 
 if TYPE_CHECKING:
+    from mmap import mmap
+
+    from ..._fast import MemOps
     from ...machine import Machine
 
 __all__ = ["KexecSegment", "KImage", "KexecError", "kimage_alloc_page",
@@ -43,6 +47,7 @@ _PAGE_WORDS = struct.Struct(f"<{_WORDS_PER_PAGE}Q")
 _STOP_MARKS = bytes(1 if b == 0 or b & (IND_DONE | IND_INDIRECTION) else 0
                     for b in range(256))
 _NOT_RESERVED = ~PG_reserved
+_PAGE_LAST = PAGE_SIZE - 1
 
 
 @dataclass
@@ -95,6 +100,9 @@ class KImage:
     _m: Machine | None = None
     _dest_index: dict[int, int] = field(default_factory=dict)
     _dest_set: set[int] = field(default_factory=set)
+    #: The segments' :func:`_destination_index` lists, kept by sanity_check_segment_list.
+    _dest_ranges: tuple[list[int], list[int]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     # -- views documented in the API reference -----------------------------
     @property
@@ -245,28 +253,63 @@ def kimage_is_destination_range(image: KImage, start: int, end: int) -> bool:
     return False
 
 
-class _AllocContext(NamedTuple):
-    """What the page-taking loops of K9.2 and K11 look up once per call instead of once per
-    page: each segment's destination as an inclusive ``(first, last)`` byte pair (what
-    :func:`kimage_is_destination_range` compares against; the segments are fixed once
-    sanity_check_segment_list ran), the allocator's ``alloc_pages``, the memmap flags and
-    first pfn, the source limit's pfn; and, while kimage_load_normal_segment runs, the
-    writes it still owes its source pages (:class:`_OwedPages`)."""
+def _destination_index(image: KImage) -> tuple[list[int], list[int]]:
+    """The segments' destinations as two lists that answer
+    :func:`kimage_is_destination_range` with one bisection (:func:`_alloc_context`): the
+    first bytes, ascending, and ``reach``, where ``reach[k]`` is the highest last byte
+    among the segments with the ``k + 1`` lowest first bytes.
 
-    ranges: tuple[tuple[int, int], ...]
-    alloc: Callable[[int, int], Page | None]
-    flags: bytearray
-    base: int
-    source_limit_pfn: int
-    owed: _OwedPages | None = None
+    The inclusive range [start, end] overlaps a segment exactly when some segment has
+    ``first <= end`` and ``last >= start``: with ``k = bisect_right(firsts, end)`` those
+    are the first ``k``, so the answer is ``k > 0 and reach[k - 1] >= start``."""
+    pairs = sorted([(seg.mem, seg.mem + seg.memsz - 1) for seg in image.segments])
+    firsts = [first for first, _ in pairs]
+    reach: list[int] = []
+    top = 0
+    for k, (_, last) in enumerate(pairs):
+        if k == 0 or last > top:
+            top = last
+        reach.append(top)
+    return firsts, reach
+
+
+#: What the page-taking loops of K9.2 and K11 look up once per call instead of once per
+#: page, in this order: the segments' destinations as the two :func:`_destination_index`
+#: lists ``firsts`` and ``reach`` (the segments are fixed once sanity_check_segment_list
+#: ran, which keeps them in ``image._dest_ranges``), the allocator's ``alloc_pages``, the
+#: memmap flags and first pfn, the source limit's pfn; and, while
+#: kimage_load_normal_segment runs, the writes it still owes its source pages
+#: (:class:`_OwedPages`), else None.  A plain tuple: the hot loops unpack it by position.
+_AllocContext = tuple[list[int], list[int], Callable[[int, int], "Page | None"], bytearray,
+                      int, int, "_OwedPages | None"]
 
 
 def _alloc_context(m: Machine, image: KImage, owed: _OwedPages | None = None) -> _AllocContext:
+    """The :data:`_AllocContext` of ``image`` on ``m``."""
     mm = m.kernel.mm
     mem = mm.mem_map
-    return _AllocContext(tuple((seg.mem, seg.mem + seg.memsz - 1) for seg in image.segments),
-                         mm.alloc_pages, mem.flags, mem.base_pfn,
-                         m.kexec_arch.source_memory_limit >> PAGE_SHIFT, owed)
+    firsts, reach = image._dest_ranges or _destination_index(image)
+    return (firsts, reach, mm.alloc_pages, mem.flags, mem.base_pfn,
+            m.kexec_arch.source_memory_limit >> PAGE_SHIFT, owed)
+
+
+_ZERO_CHUNK = bytes(256 * 1024)
+
+
+def _clear_unless_zero(memops: MemOps, ram: mmap, at: int, n: int) -> None:
+    """``zero_range(ram, at, n)``, skipping each chunk that already reads as zeros.
+
+    [model] The RAM bytes end the same; a page of the host's lazily zeroed buffer that was
+    never written is only read (the host maps its shared zero page) instead of being
+    allocated and cleared."""
+    zeros = _ZERO_CHUNK
+    chunk = len(zeros)
+    while n > 0:
+        step = n if n < chunk else chunk
+        if not memops.range_equal(ram, at, zeros, 0, step):
+            memops.zero_range(ram, at, step)
+        at += step
+        n -= step
 
 
 class _OwedPages:
@@ -339,7 +382,7 @@ class _OwedPages:
             if top > lo:
                 ram[at:at + top - lo] = buf[lo:top]
             if hi > top:
-                memops.zero_range(ram, at + top - lo, hi - top)
+                _clear_unless_zero(memops, ram, at + top - lo, hi - top)
             k = e
         self.first += n
         src.clear()
@@ -359,16 +402,15 @@ def kimage_alloc_pages(m: Machine, gfp: int, order: int,
         alloc, mem = mm.alloc_pages, mm.mem_map
         flags, base = mem.flags, mem.base_pfn
     else:
-        alloc, flags, base = ctx.alloc, ctx.flags, ctx.base
+        _, _, alloc, flags, base, _, _ = ctx
     page = alloc(gfp & ~_GFP_ZERO, order)
     if page is None:
         return None
     pfn = page.pfn
-    i = pfn - base
     if order == 0:
-        flags[i] |= PG_reserved
+        flags[pfn - base] |= PG_reserved
     else:
-        for j in range(i, i + (1 << order)):
+        for j in range(pfn - base, pfn - base + (1 << order)):
             flags[j] |= PG_reserved
     if gfp & _GFP_ZERO:
         m.physmem.clear_pages(pfn, 1 << order)
@@ -390,20 +432,23 @@ def kimage_free_pages(m: Machine, phys: int, order: int) -> None:
     mm.free_pages(pfn, order)
 
 
-def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> int | None:
+def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int,
+                                      ctx: _AllocContext | None = None) -> int | None:
     """``kimage_alloc_normal_control_pages`` (K9.2): buddy pages that are no segment's
     destination; the ones that are get set aside, and freed (last set aside first) before
     returning.
 
     The limit test is the kernel's: the block's end pfn (exclusive) at or above
-    ``KEXEC_CONTROL_MEMORY_LIMIT >> PAGE_SHIFT``."""
+    ``KEXEC_CONTROL_MEMORY_LIMIT >> PAGE_SHIFT``.  ``ctx``: the image's
+    :func:`_alloc_context`, from a caller that takes control page after control page."""
     count = 1 << order
     size = PAGE_SIZE << order
     extra: list[int] = []
     got = None
     limit_pfn = m.kexec_arch.control_memory_limit >> PAGE_SHIFT
-    ctx = _alloc_context(m, image)
-    ranges, flags, base = ctx.ranges, ctx.flags, ctx.base
+    if ctx is None:
+        ctx = _alloc_context(m, image)
+    firsts, reach, _, flags, base, _, _ = ctx
     while True:
         addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
         if addr is None:
@@ -411,16 +456,17 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int) -> 
         if (addr >> PAGE_SHIFT) + count >= limit_pfn:
             extra.append(addr)
             continue
-        # kimage_is_destination_range(image, addr, eaddr), inline
-        eaddr = addr + size - 1
-        for first, last in ranges:
-            if eaddr >= first and addr <= last:
-                extra.append(addr)
-                break
-        else:
-            got = addr
-            image.control_pages_list.insert(0, (addr, order))
-            break
+        # kimage_is_destination_range(image, addr, addr + size - 1), inline (a bisection
+        # of the _destination_index lists)
+        k = bisect_right(firsts, addr + size - 1)
+        if k and addr <= reach[k - 1]:
+            extra.append(addr)
+            continue
+        got = addr
+        image.control_pages_list.insert(0, (addr, order))
+        break
+    if not extra:
+        return got
     # kimage_free_page_list: the list is head-inserted, so the last block set aside goes
     # back first; each block through kimage_free_pages, inline
     free = m.kernel.mm.free_pages
@@ -459,12 +505,16 @@ def kimage_alloc_crash_control_pages(m: Machine, image: KImage, order: int) -> i
     return None
 
 
-def kimage_alloc_control_pages(m: Machine, image: KImage, order: int) -> int | None:
+def kimage_alloc_control_pages(m: Machine, image: KImage, order: int,
+                               ctx: _AllocContext | None = None) -> int | None:
     """``kimage_alloc_control_pages`` (K9.1): from the buddy allocator for a normal image,
-    from the crash region for a crash image."""
+    from the crash region for a crash image.
+
+    A caller that takes many control pages in a row may pass the image's
+    :func:`_alloc_context` (a normal image's allocation uses it)."""
     if image.image_type == KEXEC_TYPE_CRASH:
         return kimage_alloc_crash_control_pages(m, image, order)
-    return kimage_alloc_normal_control_pages(m, image, order)
+    return kimage_alloc_normal_control_pages(m, image, order, ctx)
 
 
 def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
@@ -481,7 +531,7 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
         return destination
     if ctx is None:
         ctx = _alloc_context(m, image)
-    ranges, limit_pfn, owed = ctx.ranges, ctx.source_limit_pfn, ctx.owed
+    firsts, reach, _, _, _, limit_pfn, owed = ctx
     while True:
         addr = kimage_alloc_pages(m, gfp, 0, ctx)
         if addr is None:
@@ -491,12 +541,10 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
             continue
         if addr == destination:
             return addr
-        # kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1), inline
-        eaddr = addr + PAGE_SIZE - 1
-        for first, last in ranges:
-            if eaddr >= first and addr <= last:
-                break
-        else:
+        # kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1), inline (a
+        # bisection of the _destination_index lists)
+        k = bisect_right(firsts, addr + _PAGE_LAST)
+        if not k or addr > reach[k - 1]:
             return addr
         loc = image._dest_index.get(addr)
         if loc is not None:
@@ -577,28 +625,32 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
     owed = _OwedPages(m, seg)
     ctx = _alloc_context(m, image, owed)
     src = owed.src
-    ram, offset = m.physmem.buf, m.physmem.offset
-    unpack, pack_two = _WORD.unpack_from, _TWO_WORDS.pack_into
+    physmem = m.physmem
+    ram = physmem.buf
+    pack_two = _TWO_WORDS.pack_into
     dest_index = image._dest_index
     gfp = G.GFP_HIGHUSER
-    maddr, mbytes = seg.mem, seg.memsz
+    # kimage_add_entry always leaves image.entry on the zero word it wrote last, and nothing
+    # else in this loop writes the current indirection page, so the inline add below never
+    # needs K10.2's step past a non-zero word.  ``delta``: buffer offset minus address
+    # inside the current indirection page.
+    entry, last = image.entry, image.last_entry
+    delta = physmem.offset(entry & PAGE_MASK, PAGE_SIZE) - (entry & PAGE_MASK) \
+        if entry != HEAD else 0
     try:
-        while mbytes:
+        for maddr in range(seg.mem, seg.mem + seg.memsz, PAGE_SIZE):
             page = kimage_alloc_page(m, image, gfp, maddr, ctx)
             if page is None:
                 raise KexecError(errno.ENOMEM, f"no source page for {maddr:#x}")
-            entry = image.entry
-            if entry != HEAD and entry + 8 < image.last_entry:
+            if entry + 8 < last and entry != HEAD:
                 # kimage_add_entry(page | IND_SOURCE), inline while the word and the zero
                 # after it fit the current indirection page
-                at = offset(entry, 16)
-                if unpack(ram, at)[0] != 0:
-                    entry += 8
-                    at += 8
-                pack_two(ram, at, page | IND_SOURCE, 0)
-                image.entry = entry + 8
+                pack_two(ram, entry + delta, page | IND_SOURCE, 0)
+                dest_index[maddr] = entry
+                entry += 8
             else:
                 owed.flush()            # kimage_add_entry may take an indirection page
+                image.entry = entry
                 try:
                     kimage_add_entry(m, image, page | IND_SOURCE)
                 except KexecError:
@@ -606,17 +658,14 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
                     # no list
                     if m.fixes.on("kexec-source-page-leak"):
                         kimage_free_pages(m, page, 0)
+                    entry = image.entry
                     raise
-                entry = image.entry - 8
-            dest_index[maddr] = entry
+                entry, last = image.entry, image.last_entry
+                dest_index[maddr] = entry - 8
+                delta = physmem.offset(entry & PAGE_MASK, PAGE_SIZE) - (entry & PAGE_MASK)
             src.append(page)
-            if mbytes > PAGE_SIZE:
-                maddr += PAGE_SIZE
-                mbytes -= PAGE_SIZE
-            else:
-                maddr += mbytes
-                mbytes = 0
     finally:
+        image.entry = entry
         owed.flush()
 
 
@@ -636,9 +685,11 @@ def kimage_load_crash_segment(m: Machine, image: KImage, idx: int) -> None:
     """``kimage_load_crash_segment`` (K12.5): the crash region is written at load time,
     tail zeroed."""
     seg = image.segments[idx]
-    m.physmem.write(seg.mem, seg.buf[:seg.bufsz])
+    physmem = m.physmem
+    physmem.write(seg.mem, memoryview(seg.buf)[:seg.bufsz])
     if seg.memsz > seg.bufsz:
-        m.physmem.clear(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)
+        n = seg.memsz - seg.bufsz
+        _clear_unless_zero(m.memops, physmem.buf, physmem.offset(seg.mem + seg.bufsz, n), n)
 
 
 def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:
@@ -654,7 +705,10 @@ def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:
 
 # -------------------------------------------------------------------- checks
 def sanity_check_segment_list(m: Machine, image: KImage) -> None:
-    """``sanity_check_segment_list`` (K8): each check over all segments before the next."""
+    """``sanity_check_segment_list`` (K8): each check over all segments before the next.
+
+    [model] A list that passes is fixed from here on: its :func:`_destination_index` lists
+    are kept in ``image._dest_ranges`` for the page-taking loops."""
     limit = m.kexec_arch.destination_memory_limit
     for seg in image.segments:
         mstart, mend = seg.mem, (seg.mem + seg.memsz) & _U64
@@ -687,6 +741,7 @@ def sanity_check_segment_list(m: Machine, image: KImage) -> None:
             if crash is None or seg.mem < crash[0] or seg.mem + seg.memsz - 1 > crash[1] - 1:
                 raise KexecError(errno.EADDRNOTAVAIL, f"crash segment at {seg.mem:#x} "
                                                       "outside the crash region")
+    image._dest_ranges = _destination_index(image)
 
 
 # -------------------------------------------------------------------- freeing

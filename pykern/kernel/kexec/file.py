@@ -68,12 +68,15 @@ class KexecArch(Protocol):
     def crash_hotplug_support(self, m: Machine) -> bool: ...
 
 
-def kexec_dprintk(m: Machine, text: str) -> None:
+def kexec_dprintk(m: Machine, fmt: str, *args: object) -> None:
     """``kexec_dprintk`` (include/linux/kexec.h): ``pr_info`` while the load runs with
     KEXEC_FILE_DEBUG (``kexec_file_dbg_print``), otherwise nothing at all: it is not a
-    ``pr_debug``, so dynamic debug cannot switch it on either."""
+    ``pr_debug``, so dynamic debug cannot switch it on either.
+
+    Like the kernel's macro, the message is formatted (``fmt % args``, printf style) only
+    when it is printed."""
     if m.kernel.kexec.kexec_file_dbg_print:
-        m.kernel.log.printk(6, text)
+        m.kernel.log.printk(6, fmt % args if args else fmt)
 
 
 # ------------------------------------------------------------------ placement
@@ -256,7 +259,7 @@ def kimage_file_prepare_segments(m: Machine, image: KImage, kernel: bytes,
         raise KexecError(errno.EINVAL, "empty kernel file")
     if len(kernel) > KEXEC_FILE_SIZE_MAX:
         raise KexecError(errno.EFBIG, "kernel file over 4 GiB")
-    kexec_dprintk(m, f"kexec_file: kernel: (____ptrval____) kernel_size: {len(kernel):#x}")
+    kexec_dprintk(m, "kexec_file: kernel: (____ptrval____) kernel_size: %#x", len(kernel))
     ret = m.kexec_arch.probe(m, kernel)
     if ret:
         raise KexecError(-ret, "no loader recognises the kernel image")
@@ -309,8 +312,8 @@ def kimage_file_alloc_init(m: Machine, kernel: bytes, initrd: bytes | None, cmdl
 
 def _debug_segment(m: Machine, image: KImage, i: int) -> None:
     seg = image.segments[i]
-    kexec_dprintk(m, f"kexec_file: segment[{i}]: buf=0x(____ptrval____) bufsz={seg.bufsz:#x}"
-                     f" mem={seg.mem:#x} memsz={seg.memsz:#x}")
+    kexec_dprintk(m, "kexec_file: segment[%d]: buf=0x(____ptrval____) bufsz=%#x mem=%#x "
+                  "memsz=%#x", i, seg.bufsz, seg.mem, seg.memsz)
 
 
 def kexec_load_permitted(m: Machine, image_type: int) -> bool:
@@ -377,7 +380,7 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
             image.arch["vmcoreinfo"] = vmcoreinfo
         if m.kexec_arch.has_purgatory:
             m.kexec_arch.calculate_store_digests(m, image)
-        kexec_dprintk(m, f"kexec_file: nr_segments = {image.nr_segments}")
+        kexec_dprintk(m, "kexec_file: nr_segments = %d", image.nr_segments)
         for i in range(image.nr_segments):
             _debug_segment(m, image, i)         # printed before the segment is loaded
             kimage_load_segment(m, image, i)
@@ -387,8 +390,8 @@ def kexec_file_load(m: Machine, kernel: bytes | None, initrd: bytes | None, cmdl
         kimage_free(m, image)
         m.kernel.kexec.kexec_file_dbg_print = False
         raise OSError(exc.errno, exc.strerror) from None
-    kexec_dprintk(m, f"kexec_file: kexec_file_load: type:{image.image_type}, "
-                     f"start:{image.start:#x} head:{image.head:#x} flags:{flags:#x}")
+    kexec_dprintk(m, "kexec_file: kexec_file_load: type:%d, start:%#x head:%#x flags:%#x",
+                  image.image_type, image.start, image.head, flags)
     image.reference_tails = [_reference_tail(m, image, i) for i in range(image.nr_segments)]
     m.kernel.kexec.kexec_file_dbg_print = False
     old = m.kernel.kexec.kexec_crash_image if crash else m.kernel.kexec.kexec_image
