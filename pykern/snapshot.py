@@ -57,6 +57,7 @@ from collections.abc import Iterator
 from types import BuiltinMethodType, FunctionType, MethodType, ModuleType
 from typing import IO, TYPE_CHECKING, Any
 from .errors import SnapshotError
+from .mm.memory import host_address, written_runs
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -272,56 +273,24 @@ def _new_ram(size: int, where: str) -> mmap.mmap:
             from None
 
 
-def _touched_chunks(buf: mmap.mmap) -> list[int] | None:
-    """Offsets of the chunks whose host pages were ever mapped, or None if unknown.
+def _touched_chunks(buf: mmap.mmap) -> list[int]:
+    """Offsets of the chunks that hold a host page ever mapped (every chunk where that is
+    unknown), ascending.
 
-    A page of an anonymous private mapping that the host never faulted in reads as zeros,
-    and ``/proc/self/pagemap`` says which ones were (present or swapped): the rest of the
-    buffer is skipped without being read, so a mostly empty 16 GiB machine is quick.
+    A page of an anonymous private mapping that the host never faulted in reads as zeros
+    (:func:`~pykern.mm.memory.written_runs`): the rest of the buffer is skipped without
+    being read, so a mostly empty 16 GiB machine is quick.
     """
-    page = mmap.PAGESIZE
-    if CHUNK_SIZE % page or not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-        anchor = ctypes.c_char.from_buffer(buf)
-        addr = ctypes.addressof(anchor)
-        del anchor
-    except (ImportError, TypeError, ValueError, BufferError):
-        return None
-    if addr % page:
-        return None
-    per_chunk = CHUNK_SIZE // page * 8           # pagemap bytes covering one chunk
-    total = -(-len(buf) // page) * 8
-    step = per_chunk * 4096
     out: list[int] = []
-    try:
-        with open("/proc/self/pagemap", "rb", buffering=0) as f:
-            f.seek(addr // page * 8)
-            pos = 0
-            while pos < total:
-                want = min(step, total - pos)
-                data = b""
-                while len(data) < want:
-                    more = f.read(want - len(data))
-                    if not more:
-                        return None
-                    data += more
-                if data.strip(b"\0"):
-                    for k in range(0, want, per_chunk):
-                        if data[k:k + per_chunk].strip(b"\0"):
-                            out.append((pos + k) // per_chunk * CHUNK_SIZE)
-                pos += want
-    except OSError:
-        return None
+    for off, n in written_runs(host_address(buf), 0, len(buf)):
+        first = max(off // CHUNK_SIZE * CHUNK_SIZE, out[-1] + CHUNK_SIZE if out else 0)
+        out.extend(range(first, off + n, CHUNK_SIZE))
     return out
 
 
 def _nonzero_chunks(buf: mmap.mmap) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of every chunk of ``buf`` holding a non-zero byte, ascending."""
-    size = len(buf)
-    touched = _touched_chunks(buf)
-    for off in (range(0, size, CHUNK_SIZE) if touched is None else touched):
+    for off in _touched_chunks(buf):
         data = buf[off:off + CHUNK_SIZE]
         if data != _ZERO[:len(data)]:
             yield off, data

@@ -7,17 +7,20 @@ nothing.  Banks sit back to back in address order; ``m.ram`` is the buffer.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
+import os
+import re
 import sys
 from bisect import bisect_right
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .._fast import MemOps
 
 from .mmzone import PAGE_SHIFT, PAGE_SIZE
 
-__all__ = ["PhysMem"]
+__all__ = ["PhysMem", "ZERO_BLOCK", "host_address", "written_runs"]
 
 #: MAP_NORESERVE (Linux's value where the mmap module lacks the name): emulated RAM is
 #: committed page by page as it is touched, so a machine of many GiB, still mapped until the
@@ -25,11 +28,82 @@ __all__ = ["PhysMem"]
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" else 0)
 _RAM_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
 
+#: Zeros to compare RAM with, a block at a time.
+ZERO_BLOCK = bytes(1 << 18)
+#: A page of the host (the unit /proc/self/pagemap reports on).
+_HOST_PAGE = mmap.PAGESIZE
+#: Top byte of a pagemap entry -> 1 when the page is present (bit 63) or swapped (bit 62).
+_POPULATED = bytes(1 if b & 0xC0 else 0 for b in range(256))
+_POPULATED_RUN = re.compile(rb"\x01+")
+#: This process's /proc/self/pagemap: [pid that opened it, fd or -1 when unreadable].  A
+#: forked child inherits the parent's descriptor, which describes the parent: it reopens.
+_PAGEMAP = [-1, -1]
+
+
+def _pagemap_fd() -> int:
+    pid = os.getpid()
+    if _PAGEMAP[0] != pid:
+        if _PAGEMAP[1] >= 0:
+            try:
+                os.close(_PAGEMAP[1])
+            except OSError:
+                pass
+        try:
+            fd = os.open("/proc/self/pagemap", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            fd = -1
+        _PAGEMAP[:] = [pid, fd]
+    return _PAGEMAP[1]
+
+
+def host_address(buf: mmap.mmap) -> int | None:
+    """The host address of a RAM buffer, or None where it cannot be had (the ctypes view
+    is dropped at once: it would pin the mapping)."""
+    try:
+        view = ctypes.c_char.from_buffer(buf)
+    except (TypeError, ValueError, BufferError):
+        return None
+    addr = ctypes.addressof(view)
+    del view
+    return addr if addr % _HOST_PAGE == 0 else None
+
+
+def written_runs(vaddr: int | None, off: int, n: int) -> list[tuple[int, int]]:
+    """[model] The parts ``(offset, length)`` of bytes ``[off, off + n)`` of the anonymous
+    private mapping at host address ``vaddr`` that may hold something other than zeros: all
+    of it, less the host pages never populated.
+
+    A page of such a mapping that is neither present nor swapped out
+    (``/proc/self/pagemap``) was never written and reads as zeros, so a scan for non-zero
+    bytes can skip it without reading it (which would fault it in).  Where the pagemap
+    cannot be read, the whole range is returned."""
+    if n <= 0:
+        return []
+    fd = _pagemap_fd() if vaddr is not None else -1
+    if fd < 0 or vaddr is None:
+        return [(off, n)]
+    first = (vaddr + off) // _HOST_PAGE
+    count = (vaddr + off + n - 1) // _HOST_PAGE - first + 1
+    try:
+        data = os.pread(fd, 8 * count, 8 * first)
+    except OSError:
+        return [(off, n)]
+    if len(data) != 8 * count:
+        return [(off, n)]
+    marks = data[7::8].translate(_POPULATED)
+    if 1 not in marks:
+        return []
+    base = first * _HOST_PAGE - vaddr
+    end = off + n
+    return [(lo, hi - lo) for lo, hi in
+            ((max(off, base + r.start() * _HOST_PAGE), min(end, base + r.end() * _HOST_PAGE))
+             for r in _POPULATED_RUN.finditer(marks))]
+
 
 class PhysMem:
     """RAM banks ``[(base, size), …]`` over one lazily zeroed buffer."""
 
-    __slots__ = ("banks", "buf", "_bases", "_runs", "_memops", "_base0", "_end0")
+    __slots__ = ("banks", "buf", "_bases", "_runs", "_memops", "_base0", "_end0", "_vaddr")
 
     def __init__(self, banks: list[tuple[int, int]], memops: MemOps) -> None:
         self.banks = sorted(banks)
@@ -39,6 +113,7 @@ class PhysMem:
         except (OSError, OverflowError) as exc:
             raise ValueError(f"ram: cannot map {total} bytes of emulated RAM ({exc})") from None
         self._memops = memops
+        self._vaddr = host_address(self.buf)        # for /proc/self/pagemap
         # Runs of physically adjacent banks: (base, end, buffer offset).
         runs: list[tuple[int, int, int]] = []
         off = 0
@@ -52,6 +127,20 @@ class PhysMem:
         self._runs = runs
         self._bases = [r[0] for r in runs]
         self._base0, self._end0 = runs[0][0], runs[0][1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields but the host address, which belongs to this process's mapping."""
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_vaddr"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._vaddr = host_address(self.buf)
+
+    @property
+    def memops(self) -> MemOps:
+        """The memory operations (compiled or pure) the buffer is worked with."""
+        return self._memops
 
     @property
     def size(self) -> int:
@@ -78,6 +167,25 @@ class PhysMem:
             self.offset(addr, n)
         except ValueError:
             return False
+        return True
+
+    def written_runs(self, off: int, n: int) -> list[tuple[int, int]]:
+        """The parts ``(offset, length)`` of buffer bytes ``[off, off + n)`` that may hold
+        something other than zeros (:func:`written_runs`: never-written host pages are
+        left out)."""
+        return written_runs(self._vaddr, off, n)
+
+    def is_zero(self, addr: int, n: int) -> bool:
+        """Whether the ``n`` bytes of RAM at ``addr`` are all zero (never-written host pages
+        are not read: :meth:`written_runs`)."""
+        buf, equal, zeros = self.buf, self._memops.range_equal, ZERO_BLOCK
+        for at, k in self.written_runs(self.offset(addr, n), n):
+            end = at + k
+            while at < end:
+                step = min(end - at, len(zeros))
+                if not equal(buf, at, zeros, 0, step):
+                    return False
+                at += step
         return True
 
     def read(self, addr: int, n: int) -> bytes:

@@ -27,7 +27,6 @@ _SHA_REGIONS = 0x200   # purgatory_sha_regions: 16 x (start u64, len u64)
 _SHA_DIGEST = 0x300    # purgatory_sha256_digest: 32 bytes
 _STACK_END = 0x4000    # end of the 4 KiB stack in the data section
 _REGION = struct.Struct("<QQ")
-_ZERO_BLOCK = bytes(1 << 16)
 _REG_NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10",
               "r11", "r12", "r13", "r14", "r15", "rip")
 
@@ -83,19 +82,12 @@ class HashedRegions:
         """Whether ``regions`` are these regions and RAM holds exactly the hashed bytes."""
         if tuple(regions) != self.regions:
             return False
-        ram, offset, equal = m.ram, m.physmem.offset, m.memops.range_equal
-        zeros = _ZERO_BLOCK
+        physmem, equal = m.physmem, m.memops.range_equal
         for (start, length), body in zip(self.regions, self.bodies):
-            at = offset(start, length)
             n = len(body)
-            if n > length or not equal(ram, at, body, 0, n):
+            if n > length or not equal(physmem.buf, physmem.offset(start, length), body, 0, n) \
+                    or not physmem.is_zero(start + n, length - n):
                 return False
-            at, end = at + n, at + length
-            while at < end:
-                step = min(end - at, len(zeros))
-                if not equal(ram, at, zeros, 0, step):
-                    return False
-                at += step
         return True
 
 

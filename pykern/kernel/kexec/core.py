@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ...constants import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ...mm import gfp as G
+from ...mm.memory import ZERO_BLOCK
 from ...mm.page import PG_reserved, Page
 from .uapi import (
     IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE, KEXEC_TYPE_CRASH,
@@ -25,10 +26,8 @@ from .uapi import (
 from ...errors import KexecError
 
 if TYPE_CHECKING:
-    from mmap import mmap
-
-    from ..._fast import MemOps
     from ...machine import Machine
+    from ...mm.memory import PhysMem
 
 __all__ = ["KexecSegment", "KImage", "KexecError", "kimage_alloc_page",
            "kimage_alloc_control_pages", "kimage_load_segment", "kimage_free",
@@ -293,23 +292,21 @@ def _alloc_context(m: Machine, image: KImage, owed: _OwedPages | None = None) ->
             m.kexec_arch.source_memory_limit >> PAGE_SHIFT, owed)
 
 
-_ZERO_CHUNK = bytes(256 * 1024)
-
-
-def _clear_unless_zero(memops: MemOps, ram: mmap, at: int, n: int) -> None:
-    """``zero_range(ram, at, n)``, skipping each chunk that already reads as zeros.
+def _clear_unless_zero(physmem: PhysMem, at: int, n: int) -> None:
+    """``zero_range`` of buffer bytes ``[at, at + n)``, skipping each chunk that already
+    reads as zeros.
 
     [model] The RAM bytes end the same; a page of the host's lazily zeroed buffer that was
-    never written is only read (the host maps its shared zero page) instead of being
-    allocated and cleared."""
-    zeros = _ZERO_CHUNK
-    chunk = len(zeros)
-    while n > 0:
-        step = n if n < chunk else chunk
-        if not memops.range_equal(ram, at, zeros, 0, step):
-            memops.zero_range(ram, at, step)
-        at += step
-        n -= step
+    never written is neither read nor written (:meth:`PhysMem.written_runs`) instead of
+    being allocated and cleared."""
+    ram, memops, zeros = physmem.buf, physmem.memops, ZERO_BLOCK
+    for at, k in physmem.written_runs(at, n):
+        end = at + k
+        while at < end:
+            step = min(end - at, len(zeros))
+            if not memops.range_equal(ram, at, zeros, 0, step):
+                memops.zero_range(ram, at, step)
+            at += step
 
 
 class _OwedPages:
@@ -331,9 +328,11 @@ class _OwedPages:
     whenever anything else can look, RAM holds what the kernel's page-by-page order leaves.
     """
 
-    __slots__ = ("ram", "offset", "memops", "buf", "bufsz", "mem", "first", "src", "copies")
+    __slots__ = ("physmem", "ram", "offset", "memops", "buf", "bufsz", "mem", "first", "src",
+                 "copies")
 
     def __init__(self, m: Machine, seg: KexecSegment) -> None:
+        self.physmem = m.physmem
         self.ram = m.physmem.buf
         self.offset = m.physmem.offset
         self.memops = m.memops
@@ -382,7 +381,7 @@ class _OwedPages:
             if top > lo:
                 ram[at:at + top - lo] = buf[lo:top]
             if hi > top:
-                _clear_unless_zero(memops, ram, at + top - lo, hi - top)
+                _clear_unless_zero(self.physmem, at + top - lo, hi - top)
             k = e
         self.first += n
         src.clear()
@@ -689,7 +688,7 @@ def kimage_load_crash_segment(m: Machine, image: KImage, idx: int) -> None:
     physmem.write(seg.mem, memoryview(seg.buf)[:seg.bufsz])
     if seg.memsz > seg.bufsz:
         n = seg.memsz - seg.bufsz
-        _clear_unless_zero(m.memops, physmem.buf, physmem.offset(seg.mem + seg.bufsz, n), n)
+        _clear_unless_zero(physmem, physmem.offset(seg.mem + seg.bufsz, n), n)
 
 
 def kimage_load_segment(m: Machine, image: KImage, idx: int) -> None:

@@ -407,8 +407,10 @@ def _install(m: Machine, crash: bool, image: KImage | None) -> None:
 
 
 def _reference_tail(m: Machine, image: KImage, idx: int) -> bytes | None:
-    """A CMA segment's tail as the load left it (K16.11); None means zeros."""
+    """A CMA segment's tail as the load left it (K16.11); None means zeros (also when the
+    tail RAM reads as zeros)."""
     seg = image.segments[idx]
     if image.segment_cma[idx] is None or seg.memsz == seg.bufsz:
         return None
-    return m.physmem.read(seg.mem + seg.bufsz, seg.memsz - seg.bufsz)
+    at, n = seg.mem + seg.bufsz, seg.memsz - seg.bufsz
+    return None if m.physmem.is_zero(at, n) else m.physmem.read(at, n)

@@ -133,8 +133,12 @@ def _segment_runs(m: Machine, image: KImage, idx: int) -> list[tuple[int, int, i
     if tail is not None:
         _join(runs, diff_runs(m, at, tail, idx))
     else:
-        for pos, zeros in _zero_blocks(seg.memsz - seg.bufsz):
-            _join(runs, diff_runs(m, at + pos, zeros, idx))
+        # zeros expected: only the host pages ever written can differ
+        n = seg.memsz - seg.bufsz
+        off = m.physmem.offset(at, n)
+        for o, k in m.physmem.written_runs(off, n):
+            for pos, zeros in _zero_blocks(k):
+                _join(runs, diff_runs(m, at + o - off + pos, zeros, idx))
     return runs
 
 
@@ -167,8 +171,7 @@ def _intact(m: Machine, image: KImage) -> bool:
         if tail is not None:
             if not memops.range_equal(ram, at, tail, 0, len(tail)):
                 return False
-        elif not all(memops.range_equal(ram, at + pos, zeros, 0, len(zeros))
-                     for pos, zeros in _zero_blocks(seg.memsz - seg.bufsz)):
+        elif not m.physmem.is_zero(seg.mem + seg.bufsz, seg.memsz - seg.bufsz):
             return False
     return True
 

@@ -5,7 +5,6 @@ the bisection that answers ``kimage_is_destination_range`` in the page-taking lo
 
 from __future__ import annotations
 
-import mmap
 from bisect import bisect_right
 from typing import Any
 
@@ -19,6 +18,7 @@ from pykern.kernel.kexec.core import (
     KexecSegment, KImage, _clear_unless_zero, _destination_index, kimage_is_destination_range,
 )
 from pykern.kernel.kexec.uapi import KEXEC_FILE_NO_CMA, KEXEC_FILE_ON_CRASH
+from pykern.mm.memory import PhysMem
 
 PAGE = 4096
 MiB = 1 << 20
@@ -61,14 +61,15 @@ def test_k12_2_tail_clearing_leaves_what_zero_range_leaves(memops: Any, data: An
     buffer byte for byte as memops.zero_range does, whether the range already reads as
     zeros, holds a few stray bytes, or spans several of its chunks, in both builds."""
     size = 3 * 256 * 1024 + 5 * PAGE
-    buf = mmap.mmap(-1, size)
+    physmem = PhysMem([(0, size)], memops)
+    buf = physmem.buf
     for pos in data.draw(st.lists(st.integers(0, size - 1), max_size=8)):
         buf[pos] = data.draw(st.integers(1, 255))
     at = data.draw(st.integers(0, size))
     n = data.draw(st.integers(0, size - at))
     want = bytearray(buf)
     memops_py.zero_range(want, at, n)
-    _clear_unless_zero(memops, buf, at, n)
+    _clear_unless_zero(physmem, at, n)
     assert buf[:] == bytes(want)
 
 
