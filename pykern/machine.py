@@ -71,8 +71,11 @@ def _parse_banks(ram: Any, arch: str) -> list[tuple[int, int]]:
                 base, size = bank
             except (TypeError, ValueError):
                 raise ValueError(f"ram bank {k}: {bank!r} is not a (base, size) pair") from None
-            banks.append((parse_size(base, f"ram bank {k} base"),
-                          parse_size(size, f"ram bank {k} size")))
+            if type(base) is not int or base < 0:      # parse_size's int case, inline
+                base = parse_size(base, f"ram bank {k} base")
+            if type(size) is not int or size < 0:
+                size = parse_size(size, f"ram bank {k} size")
+            banks.append((base, size))
     else:
         raise ValueError(f"ram: {ram!r} is neither a size nor a list of (base, size) banks")
     if not banks:
@@ -93,6 +96,10 @@ def _parse_banks(ram: Any, arch: str) -> list[tuple[int, int]]:
 
 
 _CMA_AREA_KEYS = ("name", "size", "base", "limit", "alignment", "order_per_bit", "fixed")
+
+#: ``Machine(cpu_features=...)``: the arm64 CPU features pykern knows; all by default.
+_ARM64_CPU_FEATURE_NAMES = ("granule_4k", "granule_16k", "granule_64k", "mixed_endian")
+_ARM64_CPU_FEATURES = frozenset(_ARM64_CPU_FEATURE_NAMES)
 
 
 def _cma_area_args(k: int, spec: Any) -> dict[str, Any]:
@@ -234,15 +241,14 @@ class Machine:
             if name in self.devices:
                 raise ValueError(f"devices: two devices are named {name!r}")
             self.devices[name] = dev
-        features = ("granule_4k", "granule_16k", "granule_64k", "mixed_endian")
         if cpu_features is None:
-            self.arm64_cpu_features = frozenset(features)
+            self.arm64_cpu_features = _ARM64_CPU_FEATURES
         else:
             chosen = frozenset(cpu_features)
-            unknown = chosen - set(features)
+            unknown = chosen - _ARM64_CPU_FEATURES
             if unknown:
                 raise ValueError(f"cpu_features: unknown {sorted(unknown)} (known: "
-                                 f"{', '.join(features)})")
+                                 f"{', '.join(_ARM64_CPU_FEATURE_NAMES)})")
             self.arm64_cpu_features = chosen
         self.kexec_arch: KexecArch = Arm64Kexec() if arch == "arm64" else X86Kexec()
         attached = []

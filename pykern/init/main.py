@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..arch.arm64 import setup as _arm64_setup
+from ..arch.x86 import setup as _x86_setup
 from ..fs.proc.sysctl import do_sysctl_args
 from ..kernel.dynamic_debug import dynamic_debug_init
 from ..kernel.kernel import Kernel
@@ -47,11 +49,7 @@ def print_unknown_bootoptions(k: Kernel) -> None:
 def setup_arch(m: Machine) -> None:
     """``setup_arch``: the arch's memory setup (``pykern.arch.arm64.setup`` or
     ``pykern.arch.x86.setup``), from memblock to the zones."""
-    if m.arch == "arm64":
-        from ..arch.arm64.setup import setup_arch as arch_setup
-    else:
-        from ..arch.x86.setup import setup_arch as arch_setup
-    arch_setup(m)
+    (_arm64_setup if m.arch == "arm64" else _x86_setup).setup_arch(m)
 
 
 def start_kernel(m: Machine, boot_params: BootParams, handover: dict[str, Any] | None = None,

@@ -58,6 +58,11 @@ def parse_args(cmdline: str) -> list[tuple[str, str | None]]:
 
     Quoting follows ``next_arg``: ``"a b"`` or ``param="a b"`` keep blanks.
     """
+    if '"' not in cmdline:
+        # Nothing quoted: every run of blanks ends a word (``str.split`` splits where
+        # ``str.isspace`` is true, the test of the loop below).
+        return [(w, None) if (eq := w.find("=")) < 0 else (w[:eq], w[eq + 1:])
+                for w in cmdline.split()]
     out: list[tuple[str, str | None]] = []
     i, n = 0, len(cmdline)
     while i < n:

@@ -311,8 +311,19 @@ class FaultInject(MachineRef):
         self.warned_ratelimit = False
         #: Failures forced so far this boot (pykern's statistic, not a kernel counter).
         self.injected = 0
-        #: The probability draws (``fault_prandom_u32_below_100``), seeded per machine.
-        self.rng = random.Random(f"pykern-fault-inject-{m.seed}-{m.generation}")
+        # The generator of the probability draws, seeded on first use (``rng``).
+        self._rng: random.Random | None = None
+        self._rng_seed = f"pykern-fault-inject-{m.seed}-{m.generation}"
+
+    @property
+    def rng(self) -> random.Random:
+        """The probability draws (``fault_prandom_u32_below_100``), seeded per machine and
+        generation.  Made on first use: seeding costs more than the rest of a boot's fault
+        state, and only a ``probability`` setting ever draws."""
+        rng = self._rng
+        if rng is None:
+            rng = self._rng = random.Random(self._rng_seed)
+        return rng
 
     # -- tasks -------------------------------------------------------------------------
     def dup_task_struct(self, pid: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from .mmzone import MAX_PAGE_ORDER, PAGE_SIZE
+from .mmzone import MAX_ORDER_NR_PAGES, MAX_PAGE_ORDER, PAGE_SIZE
 from .page_alloc import __free_pages_core, page_zone
 
 if TYPE_CHECKING:
@@ -171,12 +171,21 @@ def __free_pages_memory(mm: PageAlloc, start: int, end: int) -> None:
     s = start
     zone_end = 0                # end of the zone holding s, looked up when s reaches it
     while s < end:
-        order = MAX_PAGE_ORDER if s == 0 else min(MAX_PAGE_ORDER, (s & -s).bit_length() - 1)
         if s >= zone_end:
             zone = page_zone(mm, s)
             zone_end = zone.zone_start_pfn + zone.spanned_pages
+        stop = end if end < zone_end else zone_end
+        if not s & (MAX_ORDER_NR_PAGES - 1) and s + MAX_ORDER_NR_PAGES <= stop:
+            # from a MAX_PAGE_ORDER-aligned s every chunk is a whole MAX_PAGE_ORDER block
+            # until less than one is left: the general step below, repeated
+            top = stop & ~(MAX_ORDER_NR_PAGES - 1)
+            for p in range(s, top, MAX_ORDER_NR_PAGES):
+                __free_pages_core(mm, p, MAX_PAGE_ORDER)
+            s = top
+            continue
+        order = MAX_PAGE_ORDER if s == 0 else min(MAX_PAGE_ORDER, (s & -s).bit_length() - 1)
         # the largest order left that still ends by `end` and by the zone's end
-        room = (end if end < zone_end else zone_end) - s
+        room = stop - s
         if room >> order == 0:
             order = room.bit_length() - 1
         __free_pages_core(mm, s, order)

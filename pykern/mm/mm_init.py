@@ -8,45 +8,41 @@ from typing import TYPE_CHECKING
 
 from .mmzone import (
     MAX_ORDER_NR_PAGES, MIGRATE_CMA, MIGRATE_MOVABLE, PAGE_SHIFT, PAGE_SIZE, ZONE_MOVABLE, Zone,
-    pageblock_nr_pages, pageblock_order,
+    pageblock_nr_pages, pageblock_order, zone_names,
 )
 from .memblock import (
     __free_pages_memory, for_each_free_mem_range, memblock_end_of_DRAM, memblock_start_of_DRAM,
 )
 from .page import PG_reserved, PG_valid, MemMap
-from .page_alloc import __free_pages, page_zone, set_pageblock_migratetype
+from .page_alloc import PageAlloc, __free_pages, page_zone, set_pageblock_migratetype
 
 if TYPE_CHECKING:
     from ..machine import Machine
-    from .page_alloc import PageAlloc
 
 __all__ = ["init_cma_reserved_pageblock", "free_reserved_page",
            "find_zone_movable_pfns_for_nodes", "free_area_init", "memblock_free_all",
            "mem_debugging_and_hardening_init", "mem_init_print_info"]
 
 
-#: Page flags of a page of memory as ``free_area_init`` leaves it (reserved), and of one
-#: handed back: runs of them are sliced from these.
+#: Page flags of a page of memory as ``free_area_init`` leaves it (reserved), and of a
+#: pageblock handed back.
 _RESERVED_PAGE = bytes([PG_valid | PG_reserved])
 _VALID_RUN = bytes([PG_valid]) * pageblock_nr_pages
 #: A pageblock's flags byte as ``free_area_init`` leaves it: MIGRATE_MOVABLE (MM Z3).
 _MOVABLE_BLOCK = bytes([MIGRATE_MOVABLE])
-
-
-def _unreserve_as_allocation(mm: PageAlloc, pfn: int, order: int) -> None:
-    """Turn reserved pages into one allocated block of ``order``, ready to free."""
-    mem = mm.mem_map
-    i = pfn - mem.base_pfn
-    n = 1 << order
-    mem.flags[i:i + n] = _VALID_RUN[:n] if n <= pageblock_nr_pages else bytes([PG_valid]) * n
-    mem.refcount[i] = 1
-    mem.alloc_order[i] = order
+#: ``free_area_init``'s "Zone ranges:" line of a zone that spans nothing, per zone index.
+_EMPTY_ZONE_LINE = tuple(f"  {name:<8} empty" for name in zone_names)
 
 
 def init_cma_reserved_pageblock(mm: PageAlloc, pfn: int) -> None:
     """``init_cma_reserved_pageblock`` (MM CMA5.3): one reserved pageblock becomes a free
     CMA pageblock."""
-    _unreserve_as_allocation(mm, pfn, pageblock_order)
+    mem = mm.mem_map
+    i = pfn - mem.base_pfn
+    # the reserved pages become one allocated pageblock, ready to free
+    mem.flags[i:i + pageblock_nr_pages] = _VALID_RUN
+    mem.refcount[i] = 1
+    mem.alloc_order[i] = pageblock_order
     set_pageblock_migratetype(mm, pfn, MIGRATE_CMA)
     __free_pages(mm, pfn, pageblock_order)
     zone = page_zone(mm, pfn)
@@ -56,7 +52,11 @@ def init_cma_reserved_pageblock(mm: PageAlloc, pfn: int) -> None:
 
 def free_reserved_page(mm: PageAlloc, pfn: int) -> None:
     """``free_reserved_page``: hand one reserved page to the buddy allocator."""
-    _unreserve_as_allocation(mm, pfn, 0)
+    mem = mm.mem_map
+    i = pfn - mem.base_pfn
+    mem.flags[i] = PG_valid             # the reserved page becomes an allocated one
+    mem.refcount[i] = 1
+    mem.alloc_order[i] = 0
     __free_pages(mm, pfn, 0)
     page_zone(mm, pfn).managed_pages += 1
 
@@ -109,7 +109,6 @@ def free_area_init(m: Machine, max_zone_pfn: list[int]) -> None:
     [model] The page allocator is made here rather than by ``build_all_zonelists`` and the
     slab setup of ``mm_core_init``; the per-zone watermarks come later (MM Z6).
     """
-    from .page_alloc import PageAlloc
     k = m.kernel
     mb = k.memblock
     log = k.log
@@ -153,11 +152,12 @@ def free_area_init(m: Machine, max_zone_pfn: list[int]) -> None:
     info = log.info
     info("Zone ranges:")
     for zone in zones[:ZONE_MOVABLE]:
-        if zone.spanned_pages:
-            info(f"  {zone.name:<8} [mem 0x{zone.zone_start_pfn << PAGE_SHIFT:016x}"
-                 f"-0x{(zone.zone_end_pfn << PAGE_SHIFT) - 1:016x}]")
+        start, spanned = zone.zone_start_pfn, zone.spanned_pages
+        if spanned:
+            info(f"  {zone.name:<8} [mem 0x{start << PAGE_SHIFT:016x}"
+                 f"-0x{((start + spanned) << PAGE_SHIFT) - 1:016x}]")
         else:
-            info(f"  {zone.name:<8} empty")
+            info(_EMPTY_ZONE_LINE[zone.idx])
     info("Movable zone start for each node")
     if zones[ZONE_MOVABLE].spanned_pages:
         info(f"  Node 0: 0x{zones[ZONE_MOVABLE].zone_start_pfn << PAGE_SHIFT:016x}")
@@ -186,11 +186,13 @@ def mem_init_print_info(m: Machine) -> None:
     code/rwdata/rodata/init/bss sizes are not modelled and left out.
     """
     k = m.kernel
-    zones = k.zones
-    present = sum(z.present_pages for z in zones)
+    present = free = managed = 0
+    for z in k.zones:
+        present += z.present_pages
+        free += z.nr_free_pages - z.nr_free_cma   # NR_FREE_PAGES (nr_free_pages()) less CMA
+        managed += z.managed_pages
     cma = k.mm.totalcma_pages
-    free = k.mm.nr_free_pages() - sum(z.nr_free_cma for z in zones)
-    managed = sum(z.managed_pages for z in zones) - cma
+    managed -= cma
     reserved = present - managed - cma
     k.log.info(f"Memory: {free * 4}K/{present * 4}K available ("
                f"{reserved * 4}K reserved, {cma * 4}K cma-reserved)")

@@ -2,7 +2,7 @@
 cdef class MemMap:
     cdef public Py_ssize_t base_pfn, end_pfn
     cdef public bytearray flags, order, alloc_order, freelist_mt, pageblock_flags
-    cdef public object refcount, mapcount, pincount
+    cdef public object refcount, _mapcount, _pincount
 
 cdef class Page:
     cdef public object pfn

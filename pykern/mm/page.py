@@ -56,11 +56,14 @@ def pfn_valid(mem: MemMap, pfn: int) -> bool:
 class MemMap:
     """The memmap: per-page arrays and per-pageblock flags for one machine.
 
-    Cost: 16 bytes per page plus one per pageblock.
+    Cost: 16 bytes per page plus one per pageblock.  ``mapcount`` and ``pincount`` (8 of
+    the 16) are made, all zero, the first time they are read: only user mappings and pins
+    change them, and a boot that has none (most of the fuzzer's) never writes the pages
+    they would take.
     """
 
     __slots__ = ("base_pfn", "end_pfn", "flags", "order", "alloc_order", "freelist_mt",
-                 "refcount", "mapcount", "pincount", "pageblock_flags")
+                 "refcount", "_mapcount", "_pincount", "pageblock_flags")
 
     def __init__(self, start_pfn: int, end_pfn: int) -> None:
         base = start_pfn & ~(MAX_ORDER_NR_PAGES - 1)
@@ -73,9 +76,33 @@ class MemMap:
         self.alloc_order = bytearray(b"\xff") * n
         self.freelist_mt = bytearray(n)     # list a free block head sits on
         self.refcount = _zeros("i", n)
-        self.mapcount = _zeros("i", n)
-        self.pincount = _zeros("i", n)
+        self._mapcount: array[int] | None = None
+        self._pincount: array[int] | None = None
         self.pageblock_flags = bytearray(n >> pageblock_order)
+
+    @property
+    def mapcount(self) -> array[int]:
+        """``page->_mapcount`` per slot (user mappings), made all zero on first use."""
+        a = self._mapcount
+        if a is None:
+            a = self._mapcount = _zeros("i", self.end_pfn - self.base_pfn)
+        return a
+
+    @mapcount.setter
+    def mapcount(self, value: array[int]) -> None:
+        self._mapcount = value
+
+    @property
+    def pincount(self) -> array[int]:
+        """``folio->_pincount`` per slot (FOLL_PIN pins), made all zero on first use."""
+        a = self._pincount
+        if a is None:
+            a = self._pincount = _zeros("i", self.end_pfn - self.base_pfn)
+        return a
+
+    @pincount.setter
+    def pincount(self, value: array[int]) -> None:
+        self._pincount = value
 
     @property
     def nr_slots(self) -> int:
@@ -87,12 +114,12 @@ class MemMap:
         return _rebuild, (type(self), _slot_state(self))
 
     def metadata_bytes(self) -> int:
-        """Bytes of per-page and per-pageblock state (for the memory bench)."""
+        """Bytes of per-page and per-pageblock state (for the memory bench), the two
+        arrays made on first use counted as if made."""
         byte_arrays = (self.flags, self.order, self.alloc_order, self.freelist_mt,
                        self.pageblock_flags)
-        int_arrays = (self.refcount, self.mapcount, self.pincount)
         return (sum(len(a) for a in byte_arrays)
-                + sum(len(a) * a.itemsize for a in int_arrays))
+                + len(self.refcount) * self.refcount.itemsize * 3)
 
 
 class Page:

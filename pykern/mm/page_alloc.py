@@ -1097,15 +1097,27 @@ def unreserve_highatomic_pageblock(mm: PageAlloc, highest: int, mt: int,
 def build_all_zonelists(mm: PageAlloc) -> None:
     """``build_all_zonelists`` (MM G4): populated zones at or below each index, highest
     first."""
-    mm.zonelists = [[z for z in reversed(mm.zones[:h + 1]) if z.populated_zone()]
-                    for h in range(MAX_NR_ZONES)]
+    zones = mm.zones
+    zonelists = []
+    highest_first: list[Zone] = []
+    for h in range(MAX_NR_ZONES):
+        if h < len(zones) and zones[h].populated_zone():
+            highest_first = [zones[h]] + highest_first
+        else:
+            highest_first = highest_first[:]
+        zonelists.append(highest_first)
+    mm.zonelists = zonelists
 
 
 def nr_free_zone_pages(mm: PageAlloc, highest: int) -> int:
     """``nr_free_zone_pages``: managed pages above the high watermark in the zones up to
     ``highest``."""
-    return sum(max(0, z.managed_pages - z._watermark[WMARK_HIGH])
-               for z in mm.zones[:highest + 1])
+    total = 0
+    for z in mm.zones[:highest + 1]:
+        free = z.managed_pages - z._watermark[WMARK_HIGH]
+        if free > 0:
+            total += free
+    return total
 
 
 def set_mobility_grouping(mm: PageAlloc) -> None:
@@ -1129,31 +1141,46 @@ def calculate_min_free_kbytes(mm: PageAlloc) -> None:
 def setup_per_zone_wmarks(mm: PageAlloc) -> None:
     """``setup_per_zone_wmarks`` (MM Z6.2–Z6.4), then totalreserve_pages."""
     pages_min = mm.min_free_kbytes >> 2
-    lowmem = sum(z.managed_pages for z in mm.zones if z.idx != ZONE_MOVABLE)
-    for z in mm.zones:
-        tmp = pages_min * z.managed_pages // lowmem if lowmem else 0
+    zones = mm.zones
+    lowmem = 0
+    for z in zones:
+        if z.idx != ZONE_MOVABLE:
+            lowmem += z.managed_pages
+    scale = mm.watermark_scale_factor
+    for z in zones:
+        managed = z.managed_pages
+        tmp = pages_min * managed // lowmem if lowmem else 0
         if z.idx == ZONE_MOVABLE:
-            z._watermark[WMARK_MIN] = min(max(z.managed_pages // 1024, 32), 128)
+            wmin = managed // 1024              # clamped to 32..128
+            wmin = 32 if wmin < 32 else 128 if wmin > 128 else wmin
         else:
-            z._watermark[WMARK_MIN] = tmp
-        tmp = max(tmp >> 2, z.managed_pages * mm.watermark_scale_factor // 10000)
+            wmin = tmp
+        tmp >>= 2
+        step = managed * scale // 10000
+        if step > tmp:
+            tmp = step
         z.watermark_boost = 0
-        z._watermark[WMARK_LOW] = z._watermark[WMARK_MIN] + tmp
-        z._watermark[WMARK_HIGH] = z._watermark[WMARK_LOW] + tmp
-        z._watermark[WMARK_PROMO] = z._watermark[WMARK_HIGH] + tmp
+        wmark = z._watermark
+        wmark[WMARK_MIN] = wmin
+        wmark[WMARK_LOW] = wmin + tmp
+        wmark[WMARK_HIGH] = wmin + tmp + tmp
+        wmark[WMARK_PROMO] = wmin + tmp + tmp + tmp
     calculate_totalreserve_pages(mm)
 
 
 def setup_per_zone_lowmem_reserve(mm: PageAlloc) -> None:
     """``setup_per_zone_lowmem_reserve`` (MM Z7), then totalreserve_pages."""
+    zones = mm.zones
+    ratios = mm.lowmem_reserve_ratio
     for i in range(MAX_NR_ZONES - 1):
-        zone = mm.zones[i]
-        ratio = mm.lowmem_reserve_ratio[i]
+        zone = zones[i]
+        ratio = ratios[i]
         clear = not ratio or not zone.managed_pages
+        reserve = zone.lowmem_reserve
         managed = 0
         for j in range(i + 1, MAX_NR_ZONES):
-            managed += mm.zones[j].managed_pages
-            zone.lowmem_reserve[j] = 0 if clear else managed // ratio
+            managed += zones[j].managed_pages
+            reserve[j] = 0 if clear else managed // ratio
     calculate_totalreserve_pages(mm)
 
 
@@ -1161,9 +1188,16 @@ def calculate_totalreserve_pages(mm: PageAlloc) -> None:
     """``calculate_totalreserve_pages``: per zone the largest lowmem reserve plus the high
     watermark, capped at the managed pages."""
     total = 0
-    for i, zone in enumerate(mm.zones):
-        top = max([0] + zone.lowmem_reserve[i:]) + zone._watermark[WMARK_HIGH]
-        total += min(top, zone.managed_pages)
+    i = 0
+    for zone in mm.zones:
+        top = 0                                 # the largest of 0 and lowmem_reserve[i:]
+        for reserve in zone.lowmem_reserve[i:]:
+            if reserve > top:
+                top = reserve
+        top += zone._watermark[WMARK_HIGH]
+        managed = zone.managed_pages
+        total += top if top < managed else managed
+        i += 1
     mm.totalreserve_pages = total
 
 
