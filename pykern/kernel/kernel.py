@@ -11,7 +11,6 @@ boot and fills it in the order ``start_kernel`` does; the machine's public names
 
 from __future__ import annotations
 
-import random
 from typing import TYPE_CHECKING, Any
 
 from ..mm.memblock import Memblock
@@ -83,7 +82,7 @@ class Kernel:
         #: ``tainted_mask`` (kernel/panic.c).
         self.tainted = 0
         #: The kexec globals (kernel/kexec_core.c, kernel/crash_reserve.c).
-        self.kexec = KexecState(random.Random(f"pykern-kexec-{seed}-{generation}"))
+        self.kexec = KexecState(f"pykern-kexec-{seed}-{generation}")
         #: The device tree this kernel booted with (arm64 after a kexec), else built on
         #: first use (``m.boot_dtb``).
         self.boot_dtb: bytes | None = handover.get("dtb") if handover else None

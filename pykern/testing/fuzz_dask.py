@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence, TextIO
 
 from .fuzz.cases import Config
-from .fuzz.runner import default_batch, failure_record, run_chunk
+from .fuzz.runner import default_batch, failure_record, prepare_worker, run_chunk
 
 # distributed is optional and only partly typed: its objects are handled as Any here.
 Client = Any
@@ -167,9 +167,11 @@ def _start_local(n: int) -> tuple[Any, Client]:
 
 def dask_setup(worker: Any) -> None:
     """Dask's preload hook, run in each worker process of a ``--scheduler local`` cluster
-    when it starts: ignore SIGINT (the parent stops the cluster on Ctrl-C)."""
+    when it starts: ignore SIGINT (the parent stops the cluster on Ctrl-C); it is a fuzz
+    worker (:func:`~pykern.testing.fuzz.runner.prepare_worker`)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    prepare_worker()
 
 
 def _connect(address: str) -> Client:

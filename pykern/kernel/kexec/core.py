@@ -802,7 +802,7 @@ class KexecState:
     nothing loaded and the sysctls at their defaults.
     """
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random | str) -> None:
         self.kexec_image: KImage | None = None
         self.kexec_crash_image: KImage | None = None
         self.kexec_in_progress = False
@@ -811,4 +811,19 @@ class KexecState:
         self.kexec_load_limit_reboot = -1
         self.kexec_load_limit_panic = -1
         self.crashk_res: tuple[int, int] | None = None
-        self.kexec_rng = rng
+        # A str is the seed of a generator made on first use: a boot that loads nothing
+        # (most next kernels) never pays for seeding one.
+        self._rng: random.Random | None = rng if isinstance(rng, random.Random) else None
+        self._rng_seed = rng if isinstance(rng, str) else None
+
+    @property
+    def kexec_rng(self) -> random.Random:
+        """The generator the loaders draw from (made on first use from its seed)."""
+        rng = self._rng
+        if rng is None:
+            rng = self._rng = random.Random(self._rng_seed)
+        return rng
+
+    @kexec_rng.setter
+    def kexec_rng(self, rng: random.Random) -> None:
+        self._rng = rng

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from ...cli.parser import int_at_least
 from ...cli.render import print_report
 from .cases import ARCHES, MIN_KERNEL, MIN_RAM, MODES, Config
-from .runner import campaign
+from .runner import campaign, prepare_worker
 
 __all__ = ["build_parser", "main", "parse_config"]
 
@@ -201,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pykern fuzz: {exc}", file=sys.stderr)
             return 2
     progress = _Progress(config.layouts, not args.quiet and sys.stderr.isatty(), sys.stderr)
+    prepare_worker()        # it runs the cases itself with one job; local workers fork from it
     report = campaign(config, args.jobs or 1, progress, args.scheduler, args.batch)
     if report["error"] is not None and not report["cases"]:
         print(f"pykern fuzz: {report['error']}", file=sys.stderr)   # nothing ran: bad setup
