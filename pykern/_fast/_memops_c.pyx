@@ -115,3 +115,28 @@ def first_equal(const unsigned char[::1] a not None, aoff, const unsigned char[:
                 r = j
                 break
     return r
+
+
+def diff_runs(const unsigned char[::1] a not None, aoff, const unsigned char[::1] b not None, boff, n):
+    """The maximal runs ``(offset, length)`` (offsets relative to the ranges' starts) where
+    ``a[aoff:aoff+n]`` and ``b[boff:boff+n]`` differ, ascending."""
+    cdef Py_ssize_t ao, bo, k, pos = 0, first, end, d
+    ao, k = _span("diff_runs", "a", a.shape[0], aoff, n)
+    bo, k = _span("diff_runs", "b", b.shape[0], boff, n)
+    runs = []
+    if k == 0:
+        return runs
+    cdef const unsigned char *pa = &a[ao]
+    cdef const unsigned char *pb = &b[bo]
+    while pos < k:
+        with nogil:
+            d = _first_diff(pa + pos, pb + pos, k - pos)
+        if d < 0:
+            break
+        first = pos + d
+        end = first + 1
+        while end < k and pa[end] != pb[end]:
+            end += 1
+        runs.append((first, end - first))
+        pos = end
+    return runs

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, SupportsIndex
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-__all__ = ["zero_range", "copy_range", "range_equal", "first_diff", "first_equal"]
+__all__ = ["zero_range", "copy_range", "range_equal", "first_diff", "first_equal", "diff_runs"]
 
 # Comparisons and zeroing run in chunks of this size: big enough to amortise the Python
 # overhead, small enough to stay in cache (and to bound the temporaries ``tobytes`` makes).
@@ -167,3 +167,24 @@ def first_equal(a: Buffer, aoff: int, b: Buffer, boff: int, n: int) -> int:
                 return i + ((t & -t).bit_length() - 1) // 8
             i += step
         return -1
+
+
+def diff_runs(a: Buffer, aoff: int, b: Buffer, boff: int, n: int) -> list[tuple[int, int]]:
+    """The maximal runs ``(offset, length)`` (offsets relative to the ranges' starts) where
+    ``a[aoff:aoff+n]`` and ``b[boff:boff+n]`` differ, ascending: :func:`first_diff` and
+    :func:`first_equal` in turn."""
+    with _view(a, "a", writable=False) as va, _view(b, "b", writable=False) as vb:
+        ao, k = _span("diff_runs", "a", len(va), aoff, n)
+        bo, k = _span("diff_runs", "b", len(vb), boff, n)
+        runs: list[tuple[int, int]] = []
+        pos = 0
+        while pos < k:
+            d = first_diff(va, ao + pos, vb, bo + pos, k - pos)
+            if d < 0:
+                break
+            first = pos + d
+            e = first_equal(va, ao + first + 1, vb, bo + first + 1, k - first - 1)
+            end = k if e < 0 else first + 1 + e
+            runs.append((first, end - first))
+            pos = end
+        return runs

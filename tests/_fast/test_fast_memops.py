@@ -379,3 +379,40 @@ def test_first_equal_matches_a_byte_loop(ops: Any) -> None:
         assert ops.first_equal(a, off, bytes(b), off, n - off) == want
     with pytest.raises(ValueError):
         ops.first_equal(bytearray(4), 2, b"abcd", 0, 3)
+
+
+def _plain_runs(a: bytes, b: bytes) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            if runs and runs[-1][0] + runs[-1][1] == i:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((i, 1))
+    return runs
+
+
+@pytest.mark.parametrize("ops", IMPLS)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_diff_runs_matches_a_byte_loop(ops: Any, data: Any) -> None:
+    """diff_runs (K16.11's corrupted runs): the maximal differing runs, ascending, as a byte
+    loop finds them, in both twins; random buffers with sparse flips, long shifted stretches
+    (the text_offset quirk) and offsets into both buffers."""
+    n = data.draw(st.integers(0, 12000))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = random.Random(seed)
+    a = bytearray(rng.randbytes(n))
+    b = bytearray(a)
+    for _ in range(data.draw(st.integers(0, 5))):
+        if n:
+            s0 = rng.randrange(n)
+            k = rng.choice([1, 2, 7, 300, 5000])
+            b[s0:s0 + k] = rng.randbytes(len(b[s0:s0 + k]))
+    ao = data.draw(st.integers(0, 64))
+    bo = data.draw(st.integers(0, 64))
+    big_a = bytes(rng.randbytes(ao)) + bytes(a)
+    big_b = bytearray(rng.randbytes(bo)) + b
+    assert ops.diff_runs(big_a, ao, big_b, bo, n) == _plain_runs(bytes(a), bytes(b))
+    with pytest.raises(ValueError):
+        ops.diff_runs(bytearray(4), 2, b"abcd", 0, 3)

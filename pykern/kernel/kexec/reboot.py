@@ -67,22 +67,9 @@ class KexecResult:
 def diff_runs(m: Machine, start: int, expected: bytes | memoryview,
               idx: int) -> list[tuple[int, int, int]]:
     """Maximal runs where RAM at ``start`` differs from ``expected``."""
-    memops = m.memops
-    buf = m.ram
     off = m.physmem.offset(start, len(expected))
-    n = len(expected)
-    runs: list[tuple[int, int, int]] = []
-    pos = 0
-    while pos < n:
-        d = memops.first_diff(buf, off + pos, expected, pos, n - pos)
-        if d < 0:
-            break
-        first = pos + d
-        e = memops.first_equal(buf, off + first + 1, expected, first + 1, n - first - 1)
-        end = n if e < 0 else first + 1 + e
-        runs.append((start + first, end - first, idx))
-        pos = end
-    return runs
+    return [(start + at, size, idx)
+            for at, size in m.memops.diff_runs(m.ram, off, expected, 0, len(expected))]
 
 
 #: Zeros to compare a zero tail with, a block at a time.
