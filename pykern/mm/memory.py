@@ -35,6 +35,8 @@ _HOST_PAGE = mmap.PAGESIZE
 #: Top byte of a pagemap entry -> 1 when the page is present (bit 63) or swapped (bit 62).
 _POPULATED = bytes(1 if b & 0xC0 else 0 for b in range(256))
 _POPULATED_RUN = re.compile(rb"\x01+")
+#: Ranges up to this size are scanned without asking the pagemap.
+_SMALL_RANGE = 4 * _HOST_PAGE
 #: This process's /proc/self/pagemap: [pid that opened it, fd or -1 when unreadable].  A
 #: forked child inherits the parent's descriptor, which describes the parent: it reopens.
 _PAGEMAP = [-1, -1]
@@ -76,9 +78,11 @@ def written_runs(vaddr: int | None, off: int, n: int) -> list[tuple[int, int]]:
     A page of such a mapping that is neither present nor swapped out
     (``/proc/self/pagemap``) was never written and reads as zeros, so a scan for non-zero
     bytes can skip it without reading it (which would fault it in).  Where the pagemap
-    cannot be read, the whole range is returned."""
+    cannot be read, and for a range of a few pages, the whole range is returned."""
     if n <= 0:
         return []
+    if n <= _SMALL_RANGE:           # reading a few pages costs less than asking
+        return [(off, n)]
     fd = _pagemap_fd() if vaddr is not None else -1
     if fd < 0 or vaddr is None:
         return [(off, n)]

@@ -56,6 +56,7 @@ def test_written_runs_cover_every_written_byte(machine: Machine) -> None:
     if memory._pagemap_fd() < 0:
         pytest.skip("/proc/self/pagemap cannot be read here")
     assert pm.written_runs(off, 4 * MiB) == []
+    assert pm.written_runs(off, 2 * _PAGE) == [(off, 2 * _PAGE)]    # a few pages: just read
     pm.write(base + 3 * _PAGE + 17, b"\x01")
     pm.write(base + MiB + 5, b"\x02")
     runs = pm.written_runs(off + 100, 4 * MiB - 200)
