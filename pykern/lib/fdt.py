@@ -215,6 +215,16 @@ class FdtNode:
         return None
 
 
+def _copy_node(node: FdtNode, parent: FdtNode | None) -> FdtNode:
+    new = FdtNode.__new__(FdtNode)
+    new.name = node.name
+    new.props = list(node.props)            # (name, bytes) pairs: immutable
+    new.parent = parent
+    new._nameoff = dict(node._nameoff)
+    new.children = [_copy_node(child, new) for child in node.children]
+    return new
+
+
 class Fdt:
     """A device tree being read or edited (see the module docstring)."""
 
@@ -226,6 +236,17 @@ class Fdt:
         self._strings = bytearray()
         self._rsv_end_addr = 0  # address word of the terminating entry
         self._slack = 0  # bytes libfdt keeps until fdt_pack (gaps of an opened tree)
+
+    def copy(self) -> Fdt:
+        """An independent copy of the tree (editing one leaves the other as it was)."""
+        new = Fdt.__new__(Fdt)
+        new.root = _copy_node(self.root, None)
+        new.reservations = list(self.reservations)
+        new.boot_cpuid_phys = self.boot_cpuid_phys
+        new._strings = bytearray(self._strings)
+        new._rsv_end_addr = self._rsv_end_addr
+        new._slack = self._slack
+        return new
 
     # -- parsing ------------------------------------------------------------------------
 

@@ -428,3 +428,46 @@ def test_parse_kexec_dtb_bootargs_read_as_c_string() -> None:
     _, c2 = chosen_of(kexec(boot_dtb(BANKS, "x"), cmdline=b"a\xffb".decode("utf-8",
                                                                            "surrogateescape")))
     assert c2.getprop("bootargs") == b"a\xffb\0"
+
+
+def test_fdt_copy_is_independent_of_the_tree_it_copies() -> None:
+    """Fdt.copy: editing the copy (properties, nodes, reservations, new strings) leaves the
+    original packing to the same bytes, and an unedited copy packs as the original."""
+    blob = boot_dtb([(0x40000000, 0x4000000)], "console=ttyAMA0", initrd=(0x48000000, 4096))
+    fdt = Fdt.from_bytes(blob)
+    before = fdt.pack()
+    twin = fdt.copy()
+    assert twin.pack() == before
+    chosen = twin.find("/chosen")
+    assert chosen is not None
+    twin.setprop(chosen, "bootargs", b"other\0")
+    twin.setprop(chosen, "pykern,new-name", b"\1\2\3\4")
+    twin.delprop(chosen, "linux,initrd-start")
+    twin.add_subnode(twin.root, "extra")
+    twin.reservations.append((0x1000, 0x1000))
+    assert twin.pack() != before
+    assert fdt.pack() == before and Fdt.from_bytes(blob).pack() == before
+
+
+def test_a29_create_dtb_from_a_reparsed_or_remembered_boot_dtb_is_the_same() -> None:
+    """ARCH A29: create_dtb opens the boot DTB; whether the parse is fresh or a copy of the
+    one made for the same bytes earlier, the next kernel's DTB is byte for byte the same,
+    and a malformed DTB is refused every time."""
+    from pykern.arch.arm64 import dtb as dtb_mod
+    blob = boot_dtb([(0x40000000, 0x8000000)], "a=b", initrd=(0x44000000, 8192))
+    args = dict(cmdline="next=1", initrd=(0x45000000, 4096), rng_seed=bytes(range(136)))
+    dtb_mod._PARSED.clear()
+    fresh = create_dtb(blob, **args)          # type: ignore[arg-type]
+    assert blob in dtb_mod._PARSED
+    again = create_dtb(blob, **args)          # type: ignore[arg-type]
+    crash = create_dtb(blob, cmdline=None, initrd=None, elfcorehdr=(0x46000000, 4096),
+                       usable_ranges=[(0x46000000, 0x1000000)], rng_seed=None)
+    assert again == fresh and create_dtb(blob, **args) == fresh      # type: ignore[arg-type]
+    dtb_mod._PARSED.clear()
+    assert create_dtb(blob, cmdline=None, initrd=None, elfcorehdr=(0x46000000, 4096),
+                      usable_ranges=[(0x46000000, 0x1000000)], rng_seed=None) == crash
+    bad = b"\0" * 64
+    for _ in range(2):
+        with pytest.raises(FdtError):
+            create_dtb(bad, **args)               # type: ignore[arg-type]
+    assert bad not in dtb_mod._PARSED

@@ -141,6 +141,26 @@ def _find_and_del_mem_rsv(fdt: Fdt, start: int, size: int) -> bool:
     return True
 
 
+#: Boot DTBs parsed lately, by their bytes: a machine's loads, its twin's and the next
+#: case's mode start from the same boot DTB.  Emptied when full.
+_PARSED: dict[bytes, Fdt] = {}
+_PARSED_MAX = 32
+
+
+def _open_boot_dtb(data: bytes) -> Fdt:
+    """``Fdt.from_bytes(data)``, from a copy of the tree parsed last time for the same
+    bytes (a DTB is bytes: equal bytes parse to equal trees)."""
+    if type(data) is not bytes:
+        return Fdt.from_bytes(data)
+    tree = _PARSED.get(data)
+    if tree is None:
+        tree = Fdt.from_bytes(data)       # raises for a malformed DTB: nothing is kept
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[data] = tree
+    return tree.copy()
+
+
 def create_dtb(boot_dtb: bytes, *, cmdline: str | None,
                initrd: tuple[int, int] | None,
                elfcorehdr: tuple[int, int] | None = None,
@@ -171,7 +191,7 @@ def create_dtb(boot_dtb: bytes, *, cmdline: str | None,
         raise ValueError(f"rng_seed must be {KASLR_SEED_SIZE + RNG_SEED_SIZE} bytes, "
                          f"not {len(rng_seed)}")
     # A29: open into a buffer of totalsize + strlen(cmdline) + FDT_EXTRA_SPACE
-    fdt = Fdt.from_bytes(boot_dtb)
+    fdt = _open_boot_dtb(boot_dtb)
     boot_size = struct.unpack_from(">I", boot_dtb, 4)[0]
     text = None if cmdline is None else cmdline.split("\0", 1)[0]
     text_len = 0 if text is None else len(text.encode("utf-8", "surrogateescape"))
