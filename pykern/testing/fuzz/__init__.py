@@ -23,7 +23,10 @@ interrupted: Ctrl-C stops the workers at once and the report (``incomplete`` in 
 the cases that finished.  The progress line is drawn only on a terminal.
 
 ``--jobs J`` runs the cases on J local processes; ``--scheduler ADDRESS|local[:N]`` runs them
-on a Dask cluster (:mod:`pykern.testing.fuzz_dask`), with the same cases and report.
+on a Dask cluster (:mod:`pykern.testing.fuzz_dask`), with the same cases and report.  Every
+process that runs cases is first made a worker (:func:`prepare_worker`: modules imported,
+glibc's heap padding and the collector's threshold raised for thousands of short-lived
+machines); the settings change no result.
 
 The package: :mod:`~pykern.testing.fuzz.cases` (:class:`Config`, :func:`draw_case`),
 :mod:`~pykern.testing.fuzz.runner` (:func:`run_cycle`, :func:`run_case`, the worker pool,
@@ -34,10 +37,10 @@ The package: :mod:`~pykern.testing.fuzz.cases` (:class:`Config`, :func:`draw_cas
 from __future__ import annotations
 
 from .runner import (CaseFailure, build_report, campaign, default_batch, failure_record,
-                     run_case, run_chunk, run_cycle)
+                     prepare_worker, run_case, run_chunk, run_cycle)
 from .cases import ARCHES, MODES, Case, Config, draw_case
 from .command import build_parser, main, parse_config
 
 __all__ = ["main", "Config", "Case", "draw_case", "run_case", "run_cycle", "build_parser",
            "MODES", "ARCHES", "CaseFailure", "campaign", "default_batch", "failure_record",
-           "parse_config", "run_chunk", "build_report"]
+           "parse_config", "run_chunk", "build_report", "prepare_worker"]
