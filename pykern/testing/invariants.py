@@ -3,9 +3,12 @@ campaign.  Each raises :class:`InvariantViolation` naming the rule it found brok
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import TYPE_CHECKING
 
-from ..kernel.kexec.core import _KINDS, KImage, _entry_words, kimage_is_destination_range
+from ..kernel.kexec.core import (
+    _KINDS, KImage, _destination_index, _entry_words, kimage_is_destination_range,
+)
 from ..kernel.kexec.uapi import IND_DESTINATION, IND_INDIRECTION, IND_SOURCE
 from ..errors import InvariantViolation
 
@@ -51,7 +54,7 @@ def check_kimage(m: Machine, im: KImage) -> None:
                  "a crash segment outside the crash reservation")
         return
     assert im._m is not None
-    ranges = [(s.mem, s.mem + s.memsz - 1) for s in segs]
+    firsts, reach = _destination_index(im)
     dest, sources, dests, inds = 0, 0, [], 0
     # The words of im.entries(), kinds by the same flag precedence, without the tuples.
     for word in _entry_words(im._m, im):
@@ -65,11 +68,11 @@ def check_kimage(m: Machine, im: KImage) -> None:
         elif word & IND_SOURCE:
             sources += 1
             if addr != dest:
-                last = addr + PAGE - 1
-                for first, end in ranges:       # kimage_is_destination_range, inline
-                    if last >= first and addr <= end:
-                        _require(False, "K19.2", f"source {addr:#x} for {dest:#x} lies in "
-                                                 "another destination")
+                # kimage_is_destination_range(im, addr, addr + PAGE - 1), by bisection
+                k = bisect_right(firsts, addr + PAGE - 1)
+                if k and addr <= reach[k - 1]:
+                    _require(False, "K19.2", f"source {addr:#x} for {dest:#x} lies in "
+                                             "another destination")
             for lo, hi in areas:
                 if lo <= addr < hi:
                     _require(False, "K19.4", f"source {addr:#x} lies in a CMA area")
