@@ -111,3 +111,42 @@ def test_a_restored_snapshot_scans_its_own_buffer(tmp_path: object) -> None:
     assert back.physmem._vaddr == memory.host_address(back.ram) != m.physmem._vaddr
     assert not back.physmem.is_zero(at, _PAGE)
     assert back.physmem.is_zero(at + _PAGE, MiB)
+
+
+def test_prefault_maps_the_pages_and_changes_no_byte(machine: Machine,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """PhysMem.prefault: RAM reads the same afterwards (zeros stay zeros, data stays data),
+    the pages count as populated; a host that refuses the advice is asked no more, and a
+    range that is not RAM is refused like a write."""
+    pm = machine.physmem
+    base = pm.banks[0][0] + 28 * MiB
+    pm.write(base + 5 * _PAGE + 3, b"keep")
+    before = pm.read(base, 16 * _PAGE)
+    pm.prefault(base + 100, 16 * _PAGE - 200)
+    assert pm.read(base, 16 * _PAGE) == before
+    if memory._pagemap_fd() >= 0 and memory._POPULATE[0] is not None:
+        off = pm.offset(base, 16 * _PAGE)
+        assert pm.written_runs(off, 16 * _PAGE) == [(off, 16 * _PAGE)]
+    with pytest.raises(ValueError):
+        pm.prefault(0, _PAGE)
+
+    class Refusing:
+        def __init__(self, buf: object) -> None:
+            self.buf = buf
+
+        def madvise(self, *args: int) -> None:
+            raise OSError(22, "Invalid argument")
+
+        def __len__(self) -> int:
+            return len(real)
+
+    monkeypatch.setattr(memory, "_POPULATE", [23])
+    real = pm.buf
+    try:
+        pm.buf = Refusing(real)  # type: ignore[assignment]
+        pm.prefault(base, 4 * _PAGE)
+    finally:
+        pm.buf = real
+    assert memory._POPULATE == [None]
+    pm.prefault(base, 4 * _PAGE)                 # no advice asked: nothing happens
+    _scrub(machine, base, base + 16 * _PAGE)

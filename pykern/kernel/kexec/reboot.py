@@ -210,6 +210,17 @@ class _Walk:
         self.page_cap = m.physmem.size // 4096 + 1
         self.word_budget = m.physmem.size // 8 + 16
 
+    def prefault(self) -> None:
+        """Map the destination pages the walk is about to write, in one host call per
+        segment (:meth:`~pykern.mm.memory.PhysMem.prefault`): the copies then write pages the
+        host already holds."""
+        image, physmem = self.image, self.m.physmem
+        if image.image_type == KEXEC_TYPE_CRASH:
+            return
+        for seg, block in zip(image.segments, image.segment_cma):
+            if block is None and physmem.is_ram(seg.mem, seg.memsz):
+                physmem.prefault(seg.mem, seg.memsz)
+
     def copy_until(self, pages: int | None) -> None:
         """Copy until ``pages`` SOURCE entries are done in total (None: to the end)."""
         result = self.result
@@ -408,6 +419,7 @@ class KexecReboot:
             walk = _Walk(m, self.image, result)
             pos = self._pos
             t0 = time.perf_counter()
+            walk.prefault()
             while pos < len(events) and events[pos][0] <= clock.t_jump:
                 walk.copy_until(clock.pages_done_by(events[pos][0]))
                 pos = _apply(ctx, events, pos, events[pos][0], inclusive=True)
