@@ -35,6 +35,7 @@ _HOST_PAGE = mmap.PAGESIZE
 #: Top byte of a pagemap entry -> 1 when the page is present (bit 63) or swapped (bit 62).
 _POPULATED = bytes(1 if b & 0xC0 else 0 for b in range(256))
 _POPULATED_RUN = re.compile(rb"\x01+")
+_UNPOPULATED_RUN = re.compile(rb"\x00+")
 #: madvise(MADV_POPULATE_WRITE) (Linux 5.14): map a range's pages for writing in one call.
 #: Set to None once the host refuses it.
 _POPULATE: list[int | None] = [getattr(mmap, "MADV_POPULATE_WRITE",
@@ -89,25 +90,34 @@ def written_runs(vaddr: int | None, off: int, n: int) -> list[tuple[int, int]]:
         return []
     if n <= _SMALL_RANGE:           # reading a few pages costs less than asking
         return [(off, n)]
+    runs = _host_runs(vaddr, off, n, _POPULATED_RUN)
+    return [(off, n)] if runs is None else runs
+
+
+def _host_runs(vaddr: int | None, off: int, n: int,
+               which: re.Pattern[bytes]) -> list[tuple[int, int]] | None:
+    """The parts of bytes ``[off, off + n)`` whose host pages are populated
+    (``_POPULATED_RUN``) or not (``_UNPOPULATED_RUN``), clipped to the range; None when the
+    pagemap cannot be read."""
     fd = _pagemap_fd() if vaddr is not None else -1
     if fd < 0 or vaddr is None:
-        return [(off, n)]
+        return None
     first = (vaddr + off) // _HOST_PAGE
     count = (vaddr + off + n - 1) // _HOST_PAGE - first + 1
     try:
         data = os.pread(fd, 8 * count, 8 * first)
     except OSError:
-        return [(off, n)]
+        return None
     if len(data) != 8 * count:
-        return [(off, n)]
+        return None
     marks = data[7::8].translate(_POPULATED)
-    if 1 not in marks:
+    if (1 if which is _POPULATED_RUN else 0) not in marks:
         return []
     base = first * _HOST_PAGE - vaddr
     end = off + n
     return [(lo, hi - lo) for lo, hi in
             ((max(off, base + r.start() * _HOST_PAGE), min(end, base + r.end() * _HOST_PAGE))
-             for r in _POPULATED_RUN.finditer(marks))]
+             for r in which.finditer(marks))]
 
 
 class PhysMem:
@@ -194,12 +204,16 @@ class PhysMem:
         if n <= 0 or advice is None:
             return
         off = self.offset(addr, n)
-        lo = off - off % _HOST_PAGE
-        hi = min(len(self.buf), off + n + (-(off + n)) % _HOST_PAGE)
-        try:
-            self.buf.madvise(advice, lo, hi - lo)
-        except OSError:
-            _POPULATE[0] = None          # an older kernel: fault page by page from now on
+        # only the pages not mapped yet: the advice walks every page it is given
+        runs = _host_runs(self._vaddr, off, n, _UNPOPULATED_RUN)
+        for at, k in [(off, n)] if runs is None else runs:
+            lo = at - at % _HOST_PAGE
+            hi = min(len(self.buf), at + k + (-(at + k)) % _HOST_PAGE)
+            try:
+                self.buf.madvise(advice, lo, hi - lo)
+            except OSError:
+                _POPULATE[0] = None      # an older kernel: fault page by page from now on
+                return
 
     def is_zero(self, addr: int, n: int) -> bool:
         """Whether the ``n`` bytes of RAM at ``addr`` are all zero (never-written host pages

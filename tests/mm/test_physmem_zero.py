@@ -116,8 +116,8 @@ def test_a_restored_snapshot_scans_its_own_buffer(tmp_path: object) -> None:
 def test_prefault_maps_the_pages_and_changes_no_byte(machine: Machine,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """PhysMem.prefault: RAM reads the same afterwards (zeros stay zeros, data stays data),
-    the pages count as populated; a host that refuses the advice is asked no more, and a
-    range that is not RAM is refused like a write."""
+    the pages count as populated and are not advised again; a host that refuses the advice
+    is asked no more, and a range that is not RAM is refused like a write."""
     pm = machine.physmem
     base = pm.banks[0][0] + 28 * MiB
     pm.write(base + 5 * _PAGE + 3, b"keep")
@@ -129,6 +129,23 @@ def test_prefault_maps_the_pages_and_changes_no_byte(machine: Machine,
         assert pm.written_runs(off, 16 * _PAGE) == [(off, 16 * _PAGE)]
     with pytest.raises(ValueError):
         pm.prefault(0, _PAGE)
+    if memory._pagemap_fd() >= 0:
+        asked: list[tuple[int, ...]] = []
+
+        class Counting:
+            def madvise(self, *args: int) -> None:
+                asked.append(args)
+
+            def __len__(self) -> int:
+                return len(real)
+
+        real = pm.buf
+        try:
+            pm.buf = Counting()  # type: ignore[assignment]
+            pm.prefault(base, 16 * _PAGE)               # all mapped by now: nothing asked
+        finally:
+            pm.buf = real
+        assert asked == []
 
     class Refusing:
         def __init__(self, buf: object) -> None:
@@ -144,7 +161,7 @@ def test_prefault_maps_the_pages_and_changes_no_byte(machine: Machine,
     real = pm.buf
     try:
         pm.buf = Refusing(real)  # type: ignore[assignment]
-        pm.prefault(base, 4 * _PAGE)
+        pm.prefault(base + 64 * _PAGE, 4 * _PAGE)      # pages never mapped: advice asked
     finally:
         pm.buf = real
     assert memory._POPULATE == [None]
