@@ -46,9 +46,6 @@ _PAGE_WORDS = struct.Struct(f"<{_WORDS_PER_PAGE}Q")
 _STOP_MARKS = bytes(1 if b == 0 or b & (IND_DONE | IND_INDIRECTION) else 0
                     for b in range(256))
 _NOT_RESERVED = ~PG_reserved
-#: Runs of source pages at least this long are mapped in one host call before they are
-#: written (PhysMem.prefault).
-_PREFAULT_MIN = 4 * PAGE_SIZE
 _PAGE_LAST = PAGE_SIZE - 1
 
 
@@ -382,8 +379,6 @@ class _OwedPages:
             at = offset(start, hi - lo)
             top = hi if hi < bufsz else (bufsz if bufsz > lo else lo)
             if top > lo:
-                if top - lo >= _PREFAULT_MIN:
-                    self.physmem.prefault(start, top - lo)
                 ram[at:at + top - lo] = buf[lo:top]
             if hi > top:
                 _clear_unless_zero(self.physmem, at + top - lo, hi - top)
