@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from bisect import bisect_right
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ _HOST_PAGE = mmap.PAGESIZE
 #: Top byte of a pagemap entry -> 1 when the page is present (bit 63) or swapped (bit 62).
 _POPULATED = bytes(1 if b & 0xC0 else 0 for b in range(256))
 _POPULATED_RUN = re.compile(rb"\x01+")
-_UNPOPULATED_RUN = re.compile(rb"\x00+")
 #: madvise(MADV_POPULATE_WRITE) (Linux 5.14): map a range's pages for writing in one call.
 #: Set to None once the host refuses it.
 _POPULATE: list[int | None] = [getattr(mmap, "MADV_POPULATE_WRITE",
@@ -92,15 +92,23 @@ def written_runs(vaddr: int | None, off: int, n: int) -> list[tuple[int, int]]:
         return []
     if n <= _SMALL_RANGE:           # reading a few pages costs less than asking
         return [(off, n)]
-    runs = _host_runs(vaddr, off, n, _POPULATED_RUN)
-    return [(off, n)] if runs is None else runs
+    marks = _populated_marks(vaddr, off, n)
+    if marks is None:
+        return [(off, n)]
+    if 1 not in marks:
+        return []
+    assert vaddr is not None
+    base = (vaddr + off) // _HOST_PAGE * _HOST_PAGE - vaddr     # offset of the first page
+    end = off + n
+    return [(lo, hi - lo) for lo, hi in
+            ((max(off, base + r.start() * _HOST_PAGE), min(end, base + r.end() * _HOST_PAGE))
+             for r in _POPULATED_RUN.finditer(marks))]
 
 
-def _host_runs(vaddr: int | None, off: int, n: int,
-               which: re.Pattern[bytes]) -> list[tuple[int, int]] | None:
-    """The parts of bytes ``[off, off + n)`` whose host pages are populated
-    (``_POPULATED_RUN``) or not (``_UNPOPULATED_RUN``), clipped to the range; None when the
-    pagemap cannot be read."""
+def _populated_marks(vaddr: int | None, off: int, n: int) -> bytes | None:
+    """One byte per host page behind bytes ``[off, off + n)`` of the mapping at ``vaddr``:
+    1 when the page is populated (present or swapped), else 0; None when the pagemap cannot
+    be read."""
     fd = _pagemap_fd() if vaddr is not None else -1
     if fd < 0 or vaddr is None:
         return None
@@ -112,14 +120,7 @@ def _host_runs(vaddr: int | None, off: int, n: int,
         return None
     if len(data) != 8 * count:
         return None
-    marks = data[7::8].translate(_POPULATED)
-    if (1 if which is _POPULATED_RUN else 0) not in marks:
-        return []
-    base = first * _HOST_PAGE - vaddr
-    end = off + n
-    return [(lo, hi - lo) for lo, hi in
-            ((max(off, base + r.start() * _HOST_PAGE), min(end, base + r.end() * _HOST_PAGE))
-             for r in which.finditer(marks))]
+    return data[7::8].translate(_POPULATED)
 
 
 class PhysMem:
@@ -209,8 +210,8 @@ class PhysMem:
         # The advice walks every page it is given, mapped or not (about 30 ns a page, as
         # much as reading the pagemap for it): give it only a range whose first pages are
         # not mapped yet, a fresh machine's, not a warm one's.
-        sample = _host_runs(self._vaddr, off, min(n, _PREFAULT_SAMPLE), _UNPOPULATED_RUN)
-        if sample == []:
+        sample = _populated_marks(self._vaddr, off, min(n, _PREFAULT_SAMPLE))
+        if sample is not None and 0 not in sample:
             return
         lo = off - off % _HOST_PAGE
         hi = min(len(self.buf), off + n + (-(off + n)) % _HOST_PAGE)
@@ -219,18 +220,22 @@ class PhysMem:
         except OSError:
             _POPULATE[0] = None          # an older kernel: fault page by page from now on
 
+    def written_chunks(self, off: int, n: int) -> Iterator[tuple[int, int]]:
+        """:meth:`written_runs` cut into pieces ``(offset, length)`` no longer than
+        :data:`ZERO_BLOCK`, to compare with it or clear one at a time."""
+        for at, k in self.written_runs(off, n):
+            end = at + k
+            while at < end:
+                step = min(end - at, len(ZERO_BLOCK))
+                yield at, step
+                at += step
+
     def is_zero(self, addr: int, n: int) -> bool:
         """Whether the ``n`` bytes of RAM at ``addr`` are all zero (never-written host pages
         are not read: :meth:`written_runs`)."""
-        buf, equal, zeros = self.buf, self._memops.range_equal, ZERO_BLOCK
-        for at, k in self.written_runs(self.offset(addr, n), n):
-            end = at + k
-            while at < end:
-                step = min(end - at, len(zeros))
-                if not equal(buf, at, zeros, 0, step):
-                    return False
-                at += step
-        return True
+        buf, equal = self.buf, self._memops.range_equal
+        return all(equal(buf, at, ZERO_BLOCK, 0, step)
+                   for at, step in self.written_chunks(self.offset(addr, n), n))
 
     def read(self, addr: int, n: int) -> bytes:
         off = self.offset(addr, n)

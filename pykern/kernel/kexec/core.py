@@ -299,14 +299,10 @@ def _clear_unless_zero(physmem: PhysMem, at: int, n: int) -> None:
     [model] The RAM bytes end the same; a page of the host's lazily zeroed buffer that was
     never written is neither read nor written (:meth:`PhysMem.written_runs`) instead of
     being allocated and cleared."""
-    ram, memops, zeros = physmem.buf, physmem.memops, ZERO_BLOCK
-    for at, k in physmem.written_runs(at, n):
-        end = at + k
-        while at < end:
-            step = min(end - at, len(zeros))
-            if not memops.range_equal(ram, at, zeros, 0, step):
-                memops.zero_range(ram, at, step)
-            at += step
+    ram, memops = physmem.buf, physmem.memops
+    for at, step in physmem.written_chunks(at, n):
+        if not memops.range_equal(ram, at, ZERO_BLOCK, 0, step):
+            memops.zero_range(ram, at, step)
 
 
 class _OwedPages:

@@ -23,6 +23,7 @@ from .clock import RebootClock
 from .core import KImage
 from .uapi import KEXEC_TYPE_CRASH
 from ...errors import RelocationError
+from ...mm.memory import ZERO_BLOCK
 
 if TYPE_CHECKING:
     from ...machine import Machine
@@ -72,10 +73,6 @@ def diff_runs(m: Machine, start: int, expected: bytes | memoryview,
             for at, size in m.memops.diff_runs(m.ram, off, expected, 0, len(expected))]
 
 
-#: Zeros to compare a zero tail with, a block at a time.
-_ZERO_BLOCK = bytes(1 << 20)
-
-
 def _join(runs: list[tuple[int, int, int]], more: list[tuple[int, int, int]]) -> None:
     """Append ``more`` (the runs of the range that follows) to ``runs``, joining the two
     runs that meet at the boundary into one maximal run."""
@@ -84,12 +81,6 @@ def _join(runs: list[tuple[int, int, int]], more: list[tuple[int, int, int]]) ->
         runs[-1] = (addr, size + more[0][1], idx)
         more = more[1:]
     runs += more
-
-
-def _zero_blocks(n: int) -> list[tuple[int, memoryview]]:
-    """``(offset, zeros)`` blocks covering ``n`` zero bytes."""
-    whole = memoryview(_ZERO_BLOCK)
-    return [(pos, whole[:min(n - pos, len(whole))]) for pos in range(0, n, len(whole))]
 
 
 def _reference_parts(image: KImage, idx: int) -> tuple[memoryview, bytes | None] | None:
@@ -123,9 +114,9 @@ def _segment_runs(m: Machine, image: KImage, idx: int) -> list[tuple[int, int, i
         # zeros expected: only the host pages ever written can differ
         n = seg.memsz - seg.bufsz
         off = m.physmem.offset(at, n)
-        for o, k in m.physmem.written_runs(off, n):
-            for pos, zeros in _zero_blocks(k):
-                _join(runs, diff_runs(m, at + o - off + pos, zeros, idx))
+        zeros = memoryview(ZERO_BLOCK)
+        for o, step in m.physmem.written_chunks(off, n):
+            _join(runs, diff_runs(m, at + o - off, zeros[:step], idx))
     return runs
 
 
