@@ -12,4 +12,6 @@ WALK_BAD_DEST: int
 WALK_LOOP: int
 
 def relocate_walk(ram: Buffer, runs_obj: Sequence[int], head: int, loc: int, dest: int,
-                  max_sources: int, max_words: int = ...) -> tuple[int, int, int, int, int]: ...
+                  max_sources: int, max_words: int = ...,
+                  zeros: tuple[int, int, bytearray] | None = ...,
+                  ) -> tuple[int, int, int, int, int]: ...

@@ -8,6 +8,8 @@ each page with ``memcpy`` (sources never overlap destinations: rule K11).
 
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
+from posix.types cimport off_t
+from posix.unistd cimport pread
 
 cdef enum:
     IND_DESTINATION = 0x1
@@ -44,8 +46,43 @@ cdef inline int64_t _offset(const int64_t[::1] runs, uint64_t addr, uint64_t n) 
     return -1
 
 
+cdef enum:
+    MARK_ZERO = 0
+    MARK_WRITTEN = 1
+    MARK_UNKNOWN = 2
+    WINDOW = 64                 # pagemap entries read at a time
+
+
+cdef unsigned char _mark(unsigned char *marks, Py_ssize_t nmarks, int fd, uint64_t first,
+                         Py_ssize_t page) noexcept nogil:
+    """The mark of buffer page ``page``, its pagemap window read if not known yet."""
+    cdef uint64_t entries[WINDOW]
+    cdef Py_ssize_t lo, hi, k, got
+    if page >= nmarks:
+        return MARK_WRITTEN
+    if marks[page] == MARK_UNKNOWN:
+        lo = page - page % WINDOW
+        hi = lo + WINDOW if lo + WINDOW <= nmarks else nmarks
+        got = pread(fd, entries, 8 * (hi - lo), <off_t>(8 * (first + lo)))
+        for k in range(lo, hi):
+            if marks[k] != MARK_UNKNOWN:
+                continue
+            if got != 8 * (hi - lo) or entries[k - lo] >> 62:     # present or swapped
+                marks[k] = MARK_WRITTEN
+            else:
+                marks[k] = MARK_ZERO
+    return marks[page]
+
+
+cdef inline bint _unwritten(unsigned char *marks, Py_ssize_t nmarks, int fd, uint64_t first,
+                            int64_t off) noexcept nogil:
+    """Whether the 4 KiB at buffer offset ``off`` lie in never-written host pages."""
+    return (_mark(marks, nmarks, fd, first, off >> 12) == MARK_ZERO and
+            _mark(marks, nmarks, fd, first, (off + 4095) >> 12) == MARK_ZERO)
+
+
 def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, max_sources,
-                  max_words=-1):
+                  max_words=-1, zeros=None):
     """See :func:`pykern._fast._relocate_py.relocate_walk`."""
     cdef int64_t[::1] runs
     import array
@@ -58,6 +95,17 @@ def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, ma
     cdef int status = -1
     cdef Py_ssize_t size = ram.shape[0]
     cdef unsigned char *base = &ram[0]
+    cdef unsigned char[::1] mview
+    cdef unsigned char *marks = NULL
+    cdef Py_ssize_t nmarks = 0
+    cdef int fd = -1
+    cdef uint64_t first = 0
+    if zeros is not None:
+        fd, first, mark_buf = zeros
+        mview = mark_buf
+        nmarks = mview.shape[0]
+        if nmarks:
+            marks = &mview[0]
     with nogil:
         while True:
             if words == word_limit:
@@ -99,7 +147,14 @@ def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, ma
                     status = C_BAD_DEST
                     break
                 if src != dst:
-                    memcpy(base + dst, base + src, 4096)
+                    if not (marks != NULL and _unwritten(marks, nmarks, fd, first, dst) and
+                            _unwritten(marks, nmarks, fd, first, src)):
+                        memcpy(base + dst, base + src, 4096)
+                        if marks != NULL:
+                            if (dst >> 12) < nmarks:
+                                marks[dst >> 12] = MARK_WRITTEN
+                            if ((dst + 4095) >> 12) < nmarks:
+                                marks[(dst + 4095) >> 12] = MARK_WRITTEN
                 c_dest += 4096
                 done += 1
             if state == 0:

@@ -10,6 +10,7 @@ between, and resumes from the returned state.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +34,36 @@ WALK_LOOP = 5         #: more than max_words words read in this call: a looping 
 
 _WORD = struct.Struct("<Q")
 
+#: Marks of the ``zeros`` argument, one per 4 KiB of ``ram``.
+MARK_ZERO = 0          #: a host page never written: it reads as zeros
+MARK_WRITTEN = 1       #: a host page that may hold anything
+MARK_UNKNOWN = 2       #: not asked yet
+_WINDOW = 64           #: pagemap entries read at a time
+
+
+def _mark(zeros: tuple[int, int, bytearray], page: int) -> int:
+    fd, first, marks = zeros
+    if page >= len(marks):
+        return MARK_WRITTEN
+    if marks[page] == MARK_UNKNOWN:
+        lo = page - page % _WINDOW
+        hi = min(lo + _WINDOW, len(marks))
+        try:
+            data = os.pread(fd, 8 * (hi - lo), 8 * (first + lo))
+        except OSError:
+            data = b""
+        whole = len(data) == 8 * (hi - lo)
+        for k in range(lo, hi):
+            if marks[k] == MARK_UNKNOWN:
+                present_or_swapped = not whole or data[8 * (k - lo) + 7] & 0xC0
+                marks[k] = MARK_WRITTEN if present_or_swapped else MARK_ZERO
+    return marks[page]
+
+
+def _unwritten(zeros: tuple[int, int, bytearray], off: int) -> bool:
+    return (_mark(zeros, off >> 12) == MARK_ZERO and
+            _mark(zeros, (off + 4095) >> 12) == MARK_ZERO)
+
 
 def _offset(runs: Sequence[int], addr: int, n: int) -> int:
     for k in range(0, len(runs), 3):
@@ -43,7 +74,9 @@ def _offset(runs: Sequence[int], addr: int, n: int) -> int:
 
 
 def relocate_walk(ram: Any, runs: Sequence[int], head: int, loc: int, dest: int,
-                  max_sources: int, max_words: int = -1) -> tuple[int, int, int, int, int]:
+                  max_sources: int, max_words: int = -1,
+                  zeros: tuple[int, int, bytearray] | None = None,
+                  ) -> tuple[int, int, int, int, int]:
     """Walk from ``loc`` (-1: the head word) with destination cursor ``dest``.
 
     Returns ``(status, loc, dest, sources_done, word)``: where to resume, how
@@ -51,6 +84,17 @@ def relocate_walk(ram: Any, runs: Sequence[int], head: int, loc: int, dest: int,
     stopped (the offending word for the WALK_BAD_* statuses).  ``max_words``
     (negative: no limit) bounds the words read in this call; a damaged list
     that links back into itself would otherwise never end (WALK_LOOP).
+
+    [model] ``zeros``, when given, is ``(pagemap_fd, first, marks)``: ``ram`` is an
+    anonymous mapping whose first byte is host page ``first`` (4 KiB host pages),
+    ``/proc/self/pagemap`` is open on ``pagemap_fd`` and ``marks`` holds one
+    ``MARK_*`` byte per 4 KiB of ``ram``, ``MARK_UNKNOWN`` where nothing is known.
+    A SOURCE whose page and destination both lie in host pages never written
+    (neither present nor swapped: both read as zeros) is then not copied: the
+    destination already holds what the copy would write, and the host is spared
+    mapping both pages.  RAM ends the same; ``marks`` is updated as pages are
+    asked about and written, so it is good for one call only (a device writing
+    RAM between calls would make it stale).
     """
     done = 0
     words = 0
@@ -83,7 +127,12 @@ def relocate_walk(ram: Any, runs: Sequence[int], head: int, loc: int, dest: int,
             dst = _offset(runs, dest, 4096)
             if dst < 0:
                 return WALK_BAD_DEST, loc, dest, done, word
-            ram[dst:dst + 4096] = ram[src:src + 4096]
+            if zeros is None or not (_unwritten(zeros, dst) and _unwritten(zeros, src)):
+                ram[dst:dst + 4096] = ram[src:src + 4096]
+                if zeros is not None:
+                    for page in (dst >> 12, (dst + 4095) >> 12):
+                        if page < len(zeros[2]):
+                            zeros[2][page] = MARK_WRITTEN
             dest = (dest + 4096) & _U64
             done += 1
         # a word with none of the bits is skipped, like any non-link word

@@ -220,6 +220,16 @@ class PhysMem:
         except OSError:
             _POPULATE[0] = None          # an older kernel: fault page by page from now on
 
+    def walk_marks(self) -> tuple[int, int, bytearray] | None:
+        """[model] The ``zeros`` argument of the relocation walk
+        (:func:`pykern._fast._relocate_py.relocate_walk`): the pagemap descriptor, the host
+        page of the buffer's first byte and one unknown mark per 4 KiB of RAM; None where
+        the pagemap cannot be read or host pages are not 4 KiB."""
+        fd = _pagemap_fd() if self._vaddr is not None and _HOST_PAGE == 4096 else -1
+        if fd < 0 or self._vaddr is None:
+            return None
+        return fd, self._vaddr // 4096, bytearray(b"\x02") * (len(self.buf) // 4096 + 1)
+
     def written_chunks(self, off: int, n: int) -> Iterator[tuple[int, int]]:
         """:meth:`written_runs` cut into pieces ``(offset, length)`` no longer than
         :data:`ZERO_BLOCK`, to compare with it or clear one at a time."""

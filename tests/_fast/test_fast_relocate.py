@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pykern import _fast
+from pykern._fast import _memops_py as memops_py
+from pykern.mm.memory import PhysMem
 
 IMPLS = [pytest.param(_fast.relocate_py, id="py")]
 if _fast.relocate_c is not None:
@@ -136,3 +138,66 @@ def test_walk_loop_budget(impl: object) -> None:
     assert getattr(impl, "WALK_LOOP") == 5
     # a budget large enough for a real list changes nothing
     assert walk(ram, _runs(), 0x4, -1, 0, 10, 1)[0] == 0
+
+
+def _fresh_ram(pages: dict[int, bytes], words: list[int],
+               ind: list[int]) -> tuple[PhysMem, int]:
+    """A PhysMem laid out as :func:`_runs` in which only ``pages`` (and the list's
+    indirection pages) were ever written."""
+    physmem = PhysMem([(BASE, 32 * 4096), (BASE + 40 * 4096, 32 * 4096)], memops_py)
+    for page, data in pages.items():
+        physmem.buf[page * 4096:page * 4096 + len(data)] = data
+    head = _build(words, ind, physmem.buf)   # type: ignore[arg-type]
+    return physmem, head
+
+
+def _mark_walk(impl: object, physmem: PhysMem, head: int, chunk: int,
+               marks: bool) -> list[tuple[int, ...]]:
+    walk = getattr(impl, "relocate_walk")
+    loc, dest, out = -1, 0, []
+    for _ in range(10_000):
+        zeros = physmem.walk_marks() if marks else None
+        res = walk(physmem.buf, _runs(), head, loc, dest, chunk, -1, zeros)
+        out.append(res)
+        status, loc, dest = res[0], res[1], res[2]
+        if status != 1:
+            break
+    return out
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_zero_marks_change_nothing(impl: object, data: st.DataObject) -> None:
+    """K16.3: with the pagemap marks (``zeros``), a walk that leaves zero pages copied onto
+    never-written RAM uncopied ends with the same RAM and the same states as the plain
+    walk, whichever pages were written, with zeros among them."""
+    _, ind, words, chunk = data.draw(_lists())
+    written = data.draw(st.lists(st.integers(0, NPAGES - 1), unique=True, max_size=40))
+    pages = {p: data.draw(st.sampled_from([b"\0" * 4096, bytes([p + 1]) * 4096,
+                                           b"\0" * 4095 + b"\1"])) for p in written}
+    plain, head = _fresh_ram(pages, words, ind)
+    marked, head2 = _fresh_ram(pages, words, ind)
+    if marked.walk_marks() is None:
+        pytest.skip("no /proc/self/pagemap here")
+    assert head == head2
+    assert _mark_walk(impl, marked, head, chunk, True) == \
+        _mark_walk(impl, plain, head, chunk, False)
+    assert marked.buf[:] == plain.buf[:]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_page_onto_unwritten_ram_is_not_copied(impl: object) -> None:
+    """K16.3 [model]: a never-written source copied onto a never-written destination is
+    skipped (the host page stays unpopulated, reading as zeros); a written source, even
+    one of zeros, is copied."""
+    words = [_phys(8) | 0x1] + [_phys(3) | 0x8] * 6 + [_phys(4) | 0x8, _phys(5) | 0x8]
+    physmem, head = _fresh_ram({4: b"\0" * 4096, 5: b"\7" * 4096}, words, [0])
+    if physmem.walk_marks() is None:
+        pytest.skip("no /proc/self/pagemap here")
+    res = _mark_walk(impl, physmem, head, 100, True)
+    assert res[-1][0] == 0 and res[-1][3] == 8          # every SOURCE counted as copied
+    off = 8 * 4096
+    assert physmem.written_runs(off, 8 * 4096) == [(off + 6 * 4096, 2 * 4096)]
+    assert physmem.buf[off:off + 7 * 4096] == bytes(7 * 4096)
+    assert physmem.buf[off + 7 * 4096:off + 8 * 4096] == b"\7" * 4096

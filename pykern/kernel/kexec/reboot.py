@@ -204,13 +204,15 @@ class _Walk:
     def prefault(self) -> None:
         """Map the destination pages the walk is about to write, in one host call per
         segment (:meth:`~pykern.mm.memory.PhysMem.prefault`): the copies then write pages the
-        host already holds."""
+        host already holds.  Only the pages of each segment's buffer: the rest are zeros,
+        which the walk does not copy onto never-written RAM (``walk_marks``)."""
         image, physmem = self.image, self.m.physmem
         if image.image_type == KEXEC_TYPE_CRASH:
             return
         for seg, block in zip(image.segments, image.segment_cma):
-            if block is None and physmem.is_ram(seg.mem, seg.memsz):
-                physmem.prefault(seg.mem, seg.memsz)
+            n = min(seg.memsz, -(-seg.bufsz // 4096) * 4096)
+            if block is None and n > 0 and physmem.is_ram(seg.mem, n):
+                physmem.prefault(seg.mem, n)
 
     def copy_until(self, pages: int | None) -> None:
         """Copy until ``pages`` SOURCE entries are done in total (None: to the end)."""
@@ -223,7 +225,7 @@ class _Walk:
                 return
             status, self.loc, self.dest, done, word = self.walker.relocate_walk(
                 self.m.ram, self.runs, self.image.head, self.loc, self.dest, budget,
-                self.word_budget)
+                self.word_budget, self.m.physmem.walk_marks())
             result.hot_phase_pages += done
             result.hot_phase_ns += done * self.m.copy_ns
             if status == 0:
