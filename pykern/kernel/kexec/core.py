@@ -19,6 +19,7 @@ from ...constants import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ...mm import gfp as G
 from ...mm.memory import ZERO_BLOCK
 from ...mm.page import PG_reserved, Page
+from ...mm.page_alloc import __alloc_frozen_pages_noprof
 from .uapi import (
     IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE, KEXEC_TYPE_CRASH,
     KEXEC_TYPE_DEFAULT, KIMAGE_NO_DEST,
@@ -526,38 +527,51 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
         return destination
     if ctx is None:
         ctx = _alloc_context(m, image)
-    firsts, reach, _, _, _, limit_pfn, owed = ctx
+    firsts, reach, _, _, _, limit_pfn, _ = ctx
     while True:
         addr = kimage_alloc_pages(m, gfp, 0, ctx)
         if addr is None:
             return None
-        if addr >> PAGE_SHIFT > limit_pfn:
-            image.unusable_pages_list.insert(0, addr)
-            continue
-        if addr == destination:
-            return addr
-        # kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1), inline (a
-        # bisection of the _destination_index lists)
-        k = bisect_right(firsts, addr + _PAGE_LAST)
-        if not k or addr > reach[k - 1]:
-            return addr
-        loc = image._dest_index.get(addr)
-        if loc is not None:
-            # Its destination is loaded: the page takes over that SOURCE page's bytes and
-            # entry, and the old source page is handed out instead.
-            physmem = m.physmem
-            ram = physmem.buf
-            off = physmem.offset(loc, 8)
-            word: int = _WORD.unpack_from(ram, off)[0]
-            old = word & PAGE_MASK
-            if owed is not None:
-                owed.copy_highpage(addr, old)       # done with the load's next flush
-            else:
-                physmem.copy(addr, old, PAGE_SIZE)   # copy_highpage
-            _WORD.pack_into(ram, off, addr | (word & ~PAGE_MASK))
-            return old
-        image.dest_pages_list.insert(0, addr)
-        image._dest_set.add(addr)
+        if addr >> PAGE_SHIFT <= limit_pfn:
+            if addr == destination:
+                return addr
+            # kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1), inline (a
+            # bisection of the _destination_index lists)
+            k = bisect_right(firsts, addr + _PAGE_LAST)
+            if not k or addr > reach[k - 1]:
+                return addr
+        page = _kimage_alloc_page_unsafe(m, image, addr, ctx)
+        if page is not None:
+            return page
+
+
+def _kimage_alloc_page_unsafe(m: Machine, image: KImage, addr: int,
+                              ctx: _AllocContext) -> int | None:
+    """The rest of :func:`kimage_alloc_page`'s loop for a page ``addr`` just allocated that
+    is above the source limit or inside a segment's destination (and not the one asked
+    for): the page to return, or None to allocate another."""
+    if addr >> PAGE_SHIFT > ctx[5]:
+        image.unusable_pages_list.insert(0, addr)
+        return None
+    loc = image._dest_index.get(addr)
+    if loc is not None:
+        # Its destination is loaded: the page takes over that SOURCE page's bytes and
+        # entry, and the old source page is handed out instead.
+        physmem = m.physmem
+        ram = physmem.buf
+        off = physmem.offset(loc, 8)
+        word: int = _WORD.unpack_from(ram, off)[0]
+        old = word & PAGE_MASK
+        owed = ctx[6]
+        if owed is not None:
+            owed.copy_highpage(addr, old)       # done with the load's next flush
+        else:
+            physmem.copy(addr, old, PAGE_SIZE)   # copy_highpage
+        _WORD.pack_into(ram, off, addr | (word & ~PAGE_MASK))
+        return old
+    image.dest_pages_list.insert(0, addr)
+    image._dest_set.add(addr)
+    return None
 
 
 # -------------------------------------------------------------------- entries
@@ -632,9 +646,33 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
     entry, last = image.entry, image.last_entry
     delta = physmem.offset(entry & PAGE_MASK, PAGE_SIZE) - (entry & PAGE_MASK) \
         if entry != HEAD else 0
+    # While no allocation can be made to fail (fault injection's call trace names
+    # kimage_alloc_page and kimage_alloc_pages), their common case runs inline below.
+    mm = m.kernel.mm
+    fpa = mm.fail_page_alloc
+    inline = fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending)
+    firsts, reach, _, flags, base, limit_pfn, _ = ctx
+    dest_set = image._dest_set
     try:
         for maddr in range(seg.mem, seg.mem + seg.memsz, PAGE_SIZE):
-            page = kimage_alloc_page(m, image, gfp, maddr, ctx)
+            if inline and maddr not in dest_set:
+                # kimage_alloc_page: kimage_alloc_pages (alloc_pages less its page
+                # handle, PG_reserved), then a page below the limit that is the
+                # destination or no segment's is the answer
+                pfn = __alloc_frozen_pages_noprof(mm, gfp, 0)
+                if pfn is None:
+                    page = None
+                else:
+                    flags[pfn - base] |= PG_reserved
+                    page = pfn << PAGE_SHIFT
+                    if pfn > limit_pfn or page != maddr and (
+                            (k := bisect_right(firsts, page + _PAGE_LAST))
+                            and page <= reach[k - 1]):
+                        page = _kimage_alloc_page_unsafe(m, image, page, ctx)
+                        if page is None:
+                            page = kimage_alloc_page(m, image, gfp, maddr, ctx)
+            else:
+                page = kimage_alloc_page(m, image, gfp, maddr, ctx)
             if page is None:
                 raise KexecError(errno.ENOMEM, f"no source page for {maddr:#x}")
             if entry + 8 < last and entry != HEAD:

@@ -19,6 +19,8 @@ from pykern.kernel.kexec.core import (
 )
 from pykern.kernel.kexec.uapi import KEXEC_FILE_NO_CMA, KEXEC_FILE_ON_CRASH
 from pykern.mm.memory import PhysMem
+from pykern.testing.faults import machine_state
+from pykern.testing.fuzz.cases import Config, draw_case
 
 PAGE = 4096
 MiB = 1 << 20
@@ -120,3 +122,32 @@ def test_k12_5_crash_segment_tail_is_zeroed_over_stale_bytes(arch: str) -> None:
         assert m.phys_read(seg.mem, seg.memsz) == want, hex(seg.mem)
         padded += seg.memsz > seg.bufsz
     assert padded
+
+
+@settings(max_examples=40, deadline=None)
+@given(index=st.integers(0, 100_000), no_cma=st.booleans())
+def test_k11_inline_page_taking_leaves_what_kimage_alloc_page_leaves(index: int,
+                                                                      no_cma: bool) -> None:
+    """K11, K12.2: while no allocation can be made to fail, kimage_load_normal_segment takes
+    its source pages with kimage_alloc_page's common case inline.  A twin machine with a
+    fail-nth pending too far off to fire takes them through kimage_alloc_page and
+    kimage_alloc_pages, call by call; over fuzz cases (collisions with destinations,
+    pages above the limit, both modes) both end with the same result, memmap, free lists,
+    counters, procfs and debugfs text, image lists and entries, and RAM."""
+    case = draw_case(Config(seed=7), index)
+    flags = case.flags | (KEXEC_FILE_NO_CMA if no_cma else 0)
+    inline, called = Machine(**case.layout), Machine(**case.layout)
+    called.write("/proc/self/fail-nth", str(10 ** 9))
+    outcomes = []
+    for m in (inline, called):
+        try:
+            m.kexec_file_load(case.kernel, case.initrd, case.cmdline, flags)
+            outcomes.append(0)
+        except OSError as exc:
+            outcomes.append(exc.errno)
+    assert outcomes[0] == outcomes[1]
+    assert called.read("/proc/self/fail-nth") != "0\n"          # it never fired
+    want, got = machine_state(called), machine_state(inline)
+    del want["tasks"], got["tasks"]
+    assert got == want
+    assert inline.ram[:] == called.ram[:]
