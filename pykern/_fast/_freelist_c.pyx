@@ -14,6 +14,8 @@ already on the list stays where it is), ``del fl[pfn]``, ``move_to_end(pfn, last
 
 from collections import OrderedDict
 
+cimport cython
+
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int16_t, int32_t
 from libc.string cimport memset
@@ -65,16 +67,20 @@ cdef class _FreeListIter:
         return fl.links.base + i
 
 
+@cython.no_gc
+@cython.freelist(1024)
 cdef class FreeList:
     """One free list (order, migratetype) of a zone: first pfns of free blocks, head first."""
 
-    def __cinit__(self, ZoneLinks links, int ident):
-        self.links = links
-        self.ident = <int16_t>ident
+    def __cinit__(self):
         self.head = -1
         self.tail = -1
         self.count = 0
         self.version = 0
+
+    def __init__(self, ZoneLinks links, int ident):
+        self.links = links
+        self.ident = <int16_t>ident
 
     cdef Py_ssize_t _index(self, object key) except -2:
         """The link index of pfn ``key`` if it heads a block on this list, else -1."""
@@ -202,9 +208,19 @@ def new_free_lists(Py_ssize_t start_pfn, Py_ssize_t end_pfn, int nr_orders, int 
     """``free_list[order][mt]`` for a zone spanning ``[start_pfn, end_pfn)``, all empty."""
     if nr_orders * nr_types >= 0x7FFF:
         raise ValueError("too many free lists for one zone")
-    links = ZoneLinks(start_pfn, max(end_pfn - start_pfn, 0))
-    return [[FreeList(links, order * nr_types + mt) for mt in range(nr_types)]
-            for order in range(nr_orders)]
+    cdef ZoneLinks links = ZoneLinks(start_pfn, max(end_pfn - start_pfn, 0))
+    cdef list out = [], lists
+    cdef FreeList fl
+    cdef int order, mt
+    for order in range(nr_orders):
+        lists = []
+        for mt in range(nr_types):
+            fl = FreeList.__new__(FreeList)     # FreeList(links, ident) without the call
+            fl.links = links
+            fl.ident = <int16_t>(order * nr_types + mt)
+            lists.append(fl)
+        out.append(lists)
+    return out
 
 
 def links_nbytes(list free_list):

@@ -445,10 +445,27 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int,
     if ctx is None:
         ctx = _alloc_context(m, image)
     firsts, reach, _, flags, base, _, _ = ctx
+    mm = m.kernel.mm
+    fpa = mm.fail_page_alloc
+    inline = fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending)
     while True:
-        addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
-        if addr is None:
-            break
+        if inline:
+            # kimage_alloc_pages, inline while no allocation can be made to fail (fault
+            # injection's call trace names it): alloc_pages less its page handle, then
+            # PG_reserved (the mask has no __GFP_ZERO)
+            pfn = __alloc_frozen_pages_noprof(mm, KEXEC_CONTROL_MEMORY_GFP, order)
+            if pfn is None:
+                break
+            if order == 0:
+                flags[pfn - base] |= PG_reserved
+            else:
+                for j in range(pfn - base, pfn - base + count):
+                    flags[j] |= PG_reserved
+            addr = pfn << PAGE_SHIFT
+        else:
+            addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
+            if addr is None:
+                break
         if (addr >> PAGE_SHIFT) + count >= limit_pfn:
             extra.append(addr)
             continue

@@ -128,10 +128,11 @@ def test_k12_5_crash_segment_tail_is_zeroed_over_stale_bytes(arch: str) -> None:
 @given(index=st.integers(0, 100_000), no_cma=st.booleans())
 def test_k11_inline_page_taking_leaves_what_kimage_alloc_page_leaves(index: int,
                                                                       no_cma: bool) -> None:
-    """K11, K12.2: while no allocation can be made to fail, kimage_load_normal_segment takes
-    its source pages with kimage_alloc_page's common case inline.  A twin machine with a
-    fail-nth pending too far off to fire takes them through kimage_alloc_page and
-    kimage_alloc_pages, call by call; over fuzz cases (collisions with destinations,
+    """K9.2, K11, K12.2: while no allocation can be made to fail, kimage_load_normal_segment
+    takes its source pages with kimage_alloc_page's common case inline, and
+    kimage_alloc_normal_control_pages its blocks with kimage_alloc_pages inline.  A twin
+    machine with a fail-nth pending too far off to fire takes them through
+    kimage_alloc_page and kimage_alloc_pages, call by call; over fuzz cases (collisions with destinations,
     pages above the limit, both modes) both end with the same result, memmap, free lists,
     counters, procfs and debugfs text, image lists and entries, and RAM."""
     case = draw_case(Config(seed=7), index)
