@@ -463,9 +463,10 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int,
                     flags[j] |= PG_reserved
             addr = pfn << PAGE_SHIFT
         else:
-            addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
-            if addr is None:
+            got = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
+            if got is None:
                 break
+            addr = got
         if (addr >> PAGE_SHIFT) + count >= limit_pfn:
             extra.append(addr)
             continue
