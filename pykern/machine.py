@@ -102,6 +102,14 @@ _ARM64_CPU_FEATURE_NAMES = ("granule_4k", "granule_16k", "granule_64k", "mixed_e
 _ARM64_CPU_FEATURES = frozenset(_ARM64_CPU_FEATURE_NAMES)
 
 
+@functools.lru_cache(maxsize=16)
+def _firmware_dtb(banks: tuple[tuple[int, int], ...], cmdline: str) -> bytes:
+    """The arm64 boot DTB of ``banks`` and ``cmdline`` (bytes: machines with the same RAM
+    and command line share one; a fuzz case boots several)."""
+    from .arch.arm64.dtb import boot_dtb
+    return boot_dtb(banks, cmdline)
+
+
 def _cma_area_args(k: int, spec: Any) -> dict[str, Any]:
     """Validate one ``Machine(cma_areas=...)`` entry."""
     if not isinstance(spec, dict):
@@ -338,8 +346,7 @@ class Machine:
         """The device tree this generation booted with (rule ARCH S5), built on demand."""
         k = self._kernel
         if k.boot_dtb is None:
-            from .arch.arm64.dtb import boot_dtb
-            k.boot_dtb = boot_dtb(self.banks, k.boot_params.cmdline)
+            k.boot_dtb = _firmware_dtb(tuple(self.banks), k.boot_params.cmdline)
         return k.boot_dtb
 
     # ---------------------------------------------------------- tasks, DMA
