@@ -19,7 +19,8 @@ PURE_DIRECTIVES = {"language_level": 3, "annotation_typing": False, "binding": T
 #: Kernel modules written as plain Python and compiled as they are (Cython's pure-Python
 #: mode): the ``.pxd`` beside each gives the compiled build its C types.  Keep in step with
 #: ``pykern._fast.PURE_MODULES`` (tests/_fast checks).
-PURE_MODULES = ["pykern/mm/mmzone.py", "pykern/mm/page.py", "pykern/mm/page_alloc.py"]
+PURE_MODULES = ["pykern/mm/mmzone.py", "pykern/mm/page.py", "pykern/mm/page_alloc.py",
+                "pykern/kernel/kexec/core_pages.py"]
 
 
 def extensions() -> list[Extension]:

@@ -78,7 +78,8 @@ class MemOps(Protocol):
 NO_EXTENSIONS: bool = os.environ.get("PYKERN_NO_EXTENSIONS") == "1"
 
 #: Kernel modules the compiled build compiles from their own source (setup.py's list).
-PURE_MODULES: tuple[str, ...] = ("pykern.mm.mmzone", "pykern.mm.page", "pykern.mm.page_alloc")
+PURE_MODULES: tuple[str, ...] = ("pykern.mm.mmzone", "pykern.mm.page", "pykern.mm.page_alloc",
+                                  "pykern.kernel.kexec.core_pages")
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 

@@ -251,11 +251,16 @@ class PhysMem:
         off = self.offset(addr, n)
         return self.buf[off:off + n]
 
+    def prefault_write(self, addr: int, n: int) -> None:
+        """:meth:`prefault` before a write of ``n`` bytes at ``addr`` that is large enough
+        (64 KiB or more) for one host call to cost less than the page faults it saves."""
+        if n >= _PREFAULT_MIN:
+            self.prefault(addr, n)
+
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         n = len(data)
         off = self.offset(addr, n)
-        if n >= _PREFAULT_MIN:
-            self.prefault(addr, n)
+        self.prefault_write(addr, n)
         self.buf[off:off + n] = data
 
     def clear(self, addr: int, n: int) -> None:

@@ -20,6 +20,7 @@ from ...mm import gfp as G
 from ...mm.memory import ZERO_BLOCK
 from ...mm.page import PG_reserved, Page
 from ...mm.page_alloc import __alloc_frozen_pages_noprof
+from .core_pages import LOAD_DONE, LOAD_NOMEM, LOAD_STOP, kimage_load_normal_pages
 from .uapi import (
     IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE, KEXEC_TYPE_CRASH,
     KEXEC_TYPE_DEFAULT, KIMAGE_NO_DEST,
@@ -376,6 +377,7 @@ class _OwedPages:
             at = offset(start, hi - lo)
             top = hi if hi < bufsz else (bufsz if bufsz > lo else lo)
             if top > lo:
+                self.physmem.prefault_write(start, top - lo)
                 ram[at:at + top - lo] = buf[lo:top]
             if hi > top:
                 _clear_unless_zero(self.physmem, at + top - lo, hi - top)
@@ -665,32 +667,29 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
     delta = physmem.offset(entry & PAGE_MASK, PAGE_SIZE) - (entry & PAGE_MASK) \
         if entry != HEAD else 0
     # While no allocation can be made to fail (fault injection's call trace names
-    # kimage_alloc_page and kimage_alloc_pages), their common case runs inline below.
+    # kimage_alloc_page and kimage_alloc_pages), the common case of each page runs in
+    # kimage_load_normal_pages (compiled in the compiled build); the rest here.
     mm = m.kernel.mm
     fpa = mm.fail_page_alloc
     inline = fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending)
     firsts, reach, _, flags, base, limit_pfn, _ = ctx
-    dest_set = image._dest_set
+
+    def unsafe(addr: int, maddr: int) -> int | None:
+        page = _kimage_alloc_page_unsafe(m, image, addr, ctx)
+        return page if page is not None else kimage_alloc_page(m, image, gfp, maddr, ctx)
+
+    maddr, end = seg.mem, seg.mem + seg.memsz
     try:
-        for maddr in range(seg.mem, seg.mem + seg.memsz, PAGE_SIZE):
-            if inline and maddr not in dest_set:
-                # kimage_alloc_page: kimage_alloc_pages (alloc_pages less its page
-                # handle, PG_reserved), then a page below the limit that is the
-                # destination or no segment's is the answer
-                pfn = __alloc_frozen_pages_noprof(mm, gfp, 0)
-                if pfn is None:
-                    page = None
-                else:
-                    flags[pfn - base] |= PG_reserved
-                    page = pfn << PAGE_SHIFT
-                    if pfn > limit_pfn or page != maddr and (
-                            (k := bisect_right(firsts, page + _PAGE_LAST))
-                            and page <= reach[k - 1]):
-                        page = _kimage_alloc_page_unsafe(m, image, page, ctx)
-                        if page is None:
-                            page = kimage_alloc_page(m, image, gfp, maddr, ctx)
-            else:
-                page = kimage_alloc_page(m, image, gfp, maddr, ctx)
+        while maddr < end:
+            status = LOAD_STOP
+            if inline:
+                status, maddr, entry = kimage_load_normal_pages(
+                    mm, gfp, maddr, end, entry, last, delta, ram, pack_two, flags, base,
+                    limit_pfn, firsts, reach, image._dest_set, dest_index, src, unsafe)
+                if status == LOAD_DONE:
+                    break
+            page = None if status == LOAD_NOMEM else \
+                kimage_alloc_page(m, image, gfp, maddr, ctx)
             if page is None:
                 raise KexecError(errno.ENOMEM, f"no source page for {maddr:#x}")
             if entry + 8 < last and entry != HEAD:
@@ -715,6 +714,7 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
                 dest_index[maddr] = entry - 8
                 delta = physmem.offset(entry & PAGE_MASK, PAGE_SIZE) - (entry & PAGE_MASK)
             src.append(page)
+            maddr += PAGE_SIZE
     finally:
         image.entry = entry
         owed.flush()

@@ -1,0 +1,14 @@
+# The compiled build's view of core_pages.py (Cython's pure-Python mode): C types for the
+# page loop's locals and a C call into the allocator.  The .py file stays the one source.
+cimport cython
+from pykern.mm.page_alloc cimport PageAlloc, __alloc_frozen_pages_noprof
+
+cdef Py_ssize_t PG_reserved, _IND_SOURCE, _HEAD
+
+@cython.locals(pfn=Py_ssize_t, addr=Py_ssize_t, k=Py_ssize_t)
+cpdef tuple kimage_load_normal_pages(PageAlloc mm, Py_ssize_t gfp, Py_ssize_t maddr,
+                                     Py_ssize_t end, Py_ssize_t entry, Py_ssize_t last,
+                                     Py_ssize_t delta, object ram, object pack_two,
+                                     bytearray flags, Py_ssize_t base, Py_ssize_t limit_pfn,
+                                     list firsts, list reach, set dest_set, dict dest_index,
+                                     list src, object unsafe)
