@@ -7,7 +7,7 @@ import errno
 import hashlib
 from typing import TYPE_CHECKING
 
-from ...kernel.kexec.core import KexecError, KImage, kimage_alloc_control_pages
+from ...kernel.kexec.core import KexecError, KImage, _alloc_context, kimage_alloc_control_pages
 from ...kernel.kexec.uapi import KEXEC_TYPE_CRASH
 from .kexec_bzimage64 import bzImage64_load, bzImage64_probe
 from .purgatory import HashedRegions, Purgatory
@@ -63,8 +63,9 @@ class X86Kexec:
         """``machine_kexec_prepare`` (K1.9): the identity-mapped page tables, in control
         pages."""
         tables = []
+        ctx = _alloc_context(m, image)     # looked up once for the whole run of pages
         for _ in range(init_pgtable_pages(m)):
-            page = kimage_alloc_control_pages(m, image, 0)
+            page = kimage_alloc_control_pages(m, image, 0, ctx)
             if page is None:
                 raise KexecError(errno.ENOMEM, "no control page for the identity map")
             tables.append(page)

@@ -20,7 +20,9 @@ from ...mm import gfp as G
 from ...mm.memory import ZERO_BLOCK
 from ...mm.page import PG_reserved, Page
 from ...mm.page_alloc import __alloc_frozen_pages_noprof
-from .core_pages import LOAD_DONE, LOAD_NOMEM, LOAD_STOP, kimage_load_normal_pages
+from .core_pages import (
+    LOAD_DONE, LOAD_NOMEM, LOAD_STOP, kimage_load_normal_pages, kimage_take_control_block,
+)
 from .uapi import (
     IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE, KEXEC_TYPE_CRASH,
     KEXEC_TYPE_DEFAULT, KIMAGE_NO_DEST,
@@ -449,26 +451,19 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int,
     firsts, reach, _, flags, base, _, _ = ctx
     mm = m.kernel.mm
     fpa = mm.fail_page_alloc
-    inline = fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending)
+    if fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending):
+        # While no allocation can be made to fail (fault injection's call trace names
+        # kimage_alloc_pages), the loop below is kimage_take_control_block (compiled in
+        # the compiled build).
+        got = kimage_take_control_block(mm, KEXEC_CONTROL_MEMORY_GFP, order, limit_pfn,
+                                        flags, base, firsts, reach)
+        if got is not None:
+            image.control_pages_list.insert(0, (got, order))
+        return got
     while True:
-        if inline:
-            # kimage_alloc_pages, inline while no allocation can be made to fail (fault
-            # injection's call trace names it): alloc_pages less its page handle, then
-            # PG_reserved (the mask has no __GFP_ZERO)
-            pfn = __alloc_frozen_pages_noprof(mm, KEXEC_CONTROL_MEMORY_GFP, order)
-            if pfn is None:
-                break
-            if order == 0:
-                flags[pfn - base] |= PG_reserved
-            else:
-                for j in range(pfn - base, pfn - base + count):
-                    flags[j] |= PG_reserved
-            addr = pfn << PAGE_SHIFT
-        else:
-            got = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
-            if got is None:
-                break
-            addr = got
+        addr = kimage_alloc_pages(m, KEXEC_CONTROL_MEMORY_GFP, order, ctx)
+        if addr is None:
+            break
         if (addr >> PAGE_SHIFT) + count >= limit_pfn:
             extra.append(addr)
             continue

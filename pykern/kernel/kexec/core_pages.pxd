@@ -1,7 +1,7 @@
 # The compiled build's view of core_pages.py (Cython's pure-Python mode): C types for the
 # page loop's locals and a C call into the allocator.  The .py file stays the one source.
 cimport cython
-from pykern.mm.page_alloc cimport PageAlloc, __alloc_frozen_pages_noprof
+from pykern.mm.page_alloc cimport PageAlloc, __alloc_frozen_pages_noprof, __free_pages
 
 cdef Py_ssize_t PG_reserved, _IND_SOURCE, _HEAD
 
@@ -12,3 +12,9 @@ cpdef tuple kimage_load_normal_pages(PageAlloc mm, Py_ssize_t gfp, Py_ssize_t ma
                                      bytearray flags, Py_ssize_t base, Py_ssize_t limit_pfn,
                                      list firsts, list reach, set dest_set, dict dest_index,
                                      list src, object unsafe)
+
+@cython.locals(count=Py_ssize_t, pfn=Py_ssize_t, addr=Py_ssize_t, k=Py_ssize_t, j=Py_ssize_t,
+               extra=list)
+cpdef object kimage_take_control_block(PageAlloc mm, Py_ssize_t gfp, Py_ssize_t order,
+                                       Py_ssize_t limit_pfn, bytearray flags, Py_ssize_t base,
+                                       list firsts, list reach)

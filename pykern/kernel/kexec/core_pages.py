@@ -1,9 +1,11 @@
-"""The common case of ``kimage_load_normal_segment``'s loop over destination pages
-(``kernel/kexec_core.c``; K11, K12.2), in a module of its own: the compiled build compiles it
+"""The common case of ``kimage_load_normal_segment``'s loop over destination pages and the
+loop of ``kimage_alloc_normal_control_pages`` (``kernel/kexec_core.c``; K9.2, K11, K12.2), in
+a module of its own: the compiled build compiles it
 from this source (Cython's pure-Python mode, ``core_pages.pxd`` beside it giving C types; see
 :data:`pykern._fast.PURE_MODULES`), while :mod:`pykern.kernel.kexec.core` stays plain Python.
 
-:func:`kimage_load_normal_pages` runs only while no allocation can be made to fail: fault
+:func:`kimage_load_normal_pages` and :func:`kimage_take_control_block` run only while no
+allocation can be made to fail: fault
 injection's call trace names ``kimage_alloc_page`` and ``kimage_alloc_pages``, and compiled
 code leaves no Python frames to name.
 """
@@ -15,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ...mm.page import PG_reserved
-from ...mm.page_alloc import PageAlloc, __alloc_frozen_pages_noprof
+from ...mm.page_alloc import PageAlloc, __alloc_frozen_pages_noprof, __free_pages
 
-__all__ = ["kimage_load_normal_pages", "LOAD_DONE", "LOAD_STOP", "LOAD_NOMEM"]
+__all__ = ["kimage_load_normal_pages", "kimage_take_control_block", "LOAD_DONE", "LOAD_STOP",
+           "LOAD_NOMEM"]
 
 LOAD_DONE = 0    #: every destination page of the range has its SOURCE entry
 LOAD_STOP = 1    #: the destination page returned needs the general path
@@ -70,3 +73,41 @@ def kimage_load_normal_pages(mm: PageAlloc, gfp: int, maddr: int, end: int, entr
         src.append(addr)
         maddr += 4096
     return LOAD_DONE, maddr, entry
+
+
+def kimage_take_control_block(mm: PageAlloc, gfp: int, order: int, limit_pfn: int,
+                              flags: bytearray, base: int, firsts: list[int],
+                              reach: list[int]) -> int | None:
+    """The loop of kimage_alloc_normal_control_pages (K9.2): blocks of ``order`` from
+    kimage_alloc_pages (``alloc_pages`` with ``gfp``, less its page handle, then PG_reserved
+    on each page in ``flags``) until one ends below ``limit_pfn`` (the kernel's test: end
+    pfn, exclusive, at or above the limit is refused) and lies in no segment's destination
+    (the ``firsts``/``reach`` bisection); the blocks refused on the way are freed again,
+    the last first, through kimage_free_pages (PG_reserved cleared, ``__free_pages``).
+    Returns the block's address, or None when the allocator ran out first."""
+    count = 1 << order
+    extra: list[int] = []
+    got = None
+    while True:
+        taken = __alloc_frozen_pages_noprof(mm, gfp, order)
+        if taken is None:
+            break
+        pfn: int = taken
+        for j in range(pfn - base, pfn - base + count):
+            flags[j] |= PG_reserved
+        addr = pfn << 12
+        if pfn + count >= limit_pfn:
+            extra.append(addr)
+            continue
+        k = bisect_right(firsts, addr + (count << 12) - 1)
+        if k and addr <= reach[k - 1]:
+            extra.append(addr)
+            continue
+        got = addr
+        break
+    for addr in reversed(extra):
+        pfn = addr >> 12
+        for j in range(pfn - base, pfn - base + count):
+            flags[j] &= ~PG_reserved
+        __free_pages(mm, pfn, order)
+    return got
