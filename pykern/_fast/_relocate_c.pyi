@@ -13,5 +13,5 @@ WALK_LOOP: int
 
 def relocate_walk(ram: Buffer, runs_obj: Sequence[int], head: int, loc: int, dest: int,
                   max_sources: int, max_words: int = ...,
-                  zeros: tuple[int, int, bytearray] | None = ...,
+                  zeros: tuple[int, int, bytearray, Sequence[int]] | None = ...,
                   ) -> tuple[int, int, int, int, int]: ...

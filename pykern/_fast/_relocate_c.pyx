@@ -50,19 +50,21 @@ cdef enum:
     MARK_ZERO = 0
     MARK_WRITTEN = 1
     MARK_UNKNOWN = 2
-    WINDOW = 64                 # pagemap entries read at a time
+    DEST_WINDOW = 512           # pagemap entries read at a time: for the destination cursor,
+    SOURCE_WINDOW = 64          # which moves page by page; for a source, which may be anywhere
 
 
 cdef unsigned char _mark(unsigned char *marks, Py_ssize_t nmarks, int fd, uint64_t first,
-                         Py_ssize_t page) noexcept nogil:
-    """The mark of buffer page ``page``, its pagemap window read if not known yet."""
-    cdef uint64_t entries[WINDOW]
+                         Py_ssize_t page, Py_ssize_t window) noexcept nogil:
+    """The mark of buffer page ``page``, its pagemap window (``window`` <= DEST_WINDOW
+    entries) read if not known yet."""
+    cdef uint64_t entries[DEST_WINDOW]
     cdef Py_ssize_t lo, hi, k, got
     if page >= nmarks:
         return MARK_WRITTEN
     if marks[page] == MARK_UNKNOWN:
-        lo = page - page % WINDOW
-        hi = lo + WINDOW if lo + WINDOW <= nmarks else nmarks
+        lo = page - page % window
+        hi = lo + window if lo + window <= nmarks else nmarks
         got = pread(fd, entries, 8 * (hi - lo), <off_t>(8 * (first + lo)))
         for k in range(lo, hi):
             if marks[k] != MARK_UNKNOWN:
@@ -74,11 +76,20 @@ cdef unsigned char _mark(unsigned char *marks, Py_ssize_t nmarks, int fd, uint64
     return marks[page]
 
 
+cdef inline bint _in(const int64_t[::1] where, uint64_t addr) noexcept nogil:
+    """Whether ``addr`` lies in one of the ``[lo, hi)`` pairs of ``where``."""
+    cdef Py_ssize_t k
+    for k in range(0, where.shape[0] - 1, 2):
+        if <uint64_t>where[k] <= addr < <uint64_t>where[k + 1]:
+            return True
+    return False
+
+
 cdef inline bint _unwritten(unsigned char *marks, Py_ssize_t nmarks, int fd, uint64_t first,
-                            int64_t off) noexcept nogil:
+                            int64_t off, Py_ssize_t window) noexcept nogil:
     """Whether the 4 KiB at buffer offset ``off`` lie in never-written host pages."""
-    return (_mark(marks, nmarks, fd, first, off >> 12) == MARK_ZERO and
-            _mark(marks, nmarks, fd, first, (off + 4095) >> 12) == MARK_ZERO)
+    return (_mark(marks, nmarks, fd, first, off >> 12, window) == MARK_ZERO and
+            _mark(marks, nmarks, fd, first, (off + 4095) >> 12, window) == MARK_ZERO)
 
 
 def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, max_sources,
@@ -100,11 +111,13 @@ def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, ma
     cdef Py_ssize_t nmarks = 0
     cdef int fd = -1
     cdef uint64_t first = 0
+    cdef int64_t[::1] where
     if zeros is not None:
-        fd, first, mark_buf = zeros
+        fd, first, mark_buf, where_obj = zeros
         mview = mark_buf
         nmarks = mview.shape[0]
-        if nmarks:
+        where = array.array("q", where_obj)
+        if nmarks and where.shape[0] >= 2:
             marks = &mview[0]
     with nogil:
         while True:
@@ -147,8 +160,9 @@ def relocate_walk(unsigned char[::1] ram not None, runs_obj, head, loc, dest, ma
                     status = C_BAD_DEST
                     break
                 if src != dst:
-                    if not (marks != NULL and _unwritten(marks, nmarks, fd, first, dst) and
-                            _unwritten(marks, nmarks, fd, first, src)):
+                    if not (marks != NULL and _in(where, c_dest) and
+                            _unwritten(marks, nmarks, fd, first, dst, DEST_WINDOW) and
+                            _unwritten(marks, nmarks, fd, first, src, SOURCE_WINDOW)):
                         memcpy(base + dst, base + src, 4096)
                         if marks != NULL:
                             if (dst >> 12) < nmarks:

@@ -41,8 +41,11 @@ MARK_UNKNOWN = 2       #: not asked yet
 _WINDOW = 64           #: pagemap entries read at a time
 
 
-def _mark(zeros: tuple[int, int, bytearray], page: int) -> int:
-    fd, first, marks = zeros
+Zeros = tuple[int, int, bytearray, Sequence[int]]
+
+
+def _mark(zeros: Zeros, page: int) -> int:
+    fd, first, marks, _ = zeros
     if page >= len(marks):
         return MARK_WRITTEN
     if marks[page] == MARK_UNKNOWN:
@@ -60,7 +63,11 @@ def _mark(zeros: tuple[int, int, bytearray], page: int) -> int:
     return marks[page]
 
 
-def _unwritten(zeros: tuple[int, int, bytearray], off: int) -> bool:
+def _in(where: Sequence[int], addr: int) -> bool:
+    return any(where[k] <= addr < where[k + 1] for k in range(0, len(where) - 1, 2))
+
+
+def _unwritten(zeros: Zeros, off: int) -> bool:
     return (_mark(zeros, off >> 12) == MARK_ZERO and
             _mark(zeros, (off + 4095) >> 12) == MARK_ZERO)
 
@@ -75,7 +82,7 @@ def _offset(runs: Sequence[int], addr: int, n: int) -> int:
 
 def relocate_walk(ram: Any, runs: Sequence[int], head: int, loc: int, dest: int,
                   max_sources: int, max_words: int = -1,
-                  zeros: tuple[int, int, bytearray] | None = None,
+                  zeros: Zeros | None = None,
                   ) -> tuple[int, int, int, int, int]:
     """Walk from ``loc`` (-1: the head word) with destination cursor ``dest``.
 
@@ -85,12 +92,14 @@ def relocate_walk(ram: Any, runs: Sequence[int], head: int, loc: int, dest: int,
     (negative: no limit) bounds the words read in this call; a damaged list
     that links back into itself would otherwise never end (WALK_LOOP).
 
-    [model] ``zeros``, when given, is ``(pagemap_fd, first, marks)``: ``ram`` is an
-    anonymous mapping whose first byte is host page ``first`` (4 KiB host pages),
-    ``/proc/self/pagemap`` is open on ``pagemap_fd`` and ``marks`` holds one
-    ``MARK_*`` byte per 4 KiB of ``ram``, ``MARK_UNKNOWN`` where nothing is known.
-    A SOURCE whose page and destination both lie in host pages never written
-    (neither present nor swapped: both read as zeros) is then not copied: the
+    [model] ``zeros``, when given, is ``(pagemap_fd, first, marks, where)``: ``ram``
+    is an anonymous mapping whose first byte is host page ``first`` (4 KiB host
+    pages), ``/proc/self/pagemap`` is open on ``pagemap_fd``, ``marks`` holds one
+    ``MARK_*`` byte per 4 KiB of ``ram``, ``MARK_UNKNOWN`` where nothing is known,
+    and ``where`` is a flat sequence of ``[lo, hi)`` destination address pairs.
+    A SOURCE whose destination cursor is inside ``where`` and whose page and
+    destination both lie in host pages never written (neither present nor
+    swapped: both read as zeros) is then not copied: the
     destination already holds what the copy would write, and the host is spared
     mapping both pages.  RAM ends the same; ``marks`` is updated as pages are
     asked about and written, so it is good for one call only (a device writing
@@ -127,7 +136,8 @@ def relocate_walk(ram: Any, runs: Sequence[int], head: int, loc: int, dest: int,
             dst = _offset(runs, dest, 4096)
             if dst < 0:
                 return WALK_BAD_DEST, loc, dest, done, word
-            if zeros is None or not (_unwritten(zeros, dst) and _unwritten(zeros, src)):
+            if zeros is None or not (_in(zeros[3], dest) and _unwritten(zeros, dst)
+                                     and _unwritten(zeros, src)):
                 ram[dst:dst + 4096] = ram[src:src + 4096]
                 if zeros is not None:
                     for page in (dst >> 12, (dst + 4095) >> 12):

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -220,15 +220,18 @@ class PhysMem:
         except OSError:
             _POPULATE[0] = None          # an older kernel: fault page by page from now on
 
-    def walk_marks(self) -> tuple[int, int, bytearray] | None:
+    def walk_marks(self, where: Sequence[int]) -> tuple[int, int, bytearray,
+                                                         Sequence[int]] | None:
         """[model] The ``zeros`` argument of the relocation walk
-        (:func:`pykern._fast._relocate_py.relocate_walk`): the pagemap descriptor, the host
-        page of the buffer's first byte and one unknown mark per 4 KiB of RAM; None where
-        the pagemap cannot be read or host pages are not 4 KiB."""
+        (:func:`pykern._fast._relocate_py.relocate_walk`) for destinations in ``where``
+        (flat ``[lo, hi)`` address pairs): the pagemap descriptor, the host page of the
+        buffer's first byte, one unknown mark per 4 KiB of RAM and ``where``; None when
+        ``where`` is empty, the pagemap cannot be read or host pages are not 4 KiB."""
         fd = _pagemap_fd() if self._vaddr is not None and _HOST_PAGE == 4096 else -1
-        if fd < 0 or self._vaddr is None:
+        if fd < 0 or self._vaddr is None or len(where) < 2:
             return None
-        return fd, self._vaddr // 4096, bytearray(b"\x02") * (len(self.buf) // 4096 + 1)
+        return (fd, self._vaddr // 4096, bytearray(b"\x02") * (len(self.buf) // 4096 + 1),
+                where)
 
     def written_chunks(self, off: int, n: int) -> Iterator[tuple[int, int]]:
         """:meth:`written_runs` cut into pieces ``(offset, length)`` no longer than

@@ -151,12 +151,12 @@ def _fresh_ram(pages: dict[int, bytes], words: list[int],
     return physmem, head
 
 
-def _mark_walk(impl: object, physmem: PhysMem, head: int, chunk: int,
-               marks: bool) -> list[tuple[int, ...]]:
+def _mark_walk(impl: object, physmem: PhysMem, head: int, chunk: int, marks: bool,
+               where: list[int] | None = None) -> list[tuple[int, ...]]:
     walk = getattr(impl, "relocate_walk")
     loc, dest, out = -1, 0, []
     for _ in range(10_000):
-        zeros = physmem.walk_marks() if marks else None
+        zeros = physmem.walk_marks(where or [BASE, BASE + 80 * 4096]) if marks else None
         res = walk(physmem.buf, _runs(), head, loc, dest, chunk, -1, zeros)
         out.append(res)
         status, loc, dest = res[0], res[1], res[2]
@@ -173,15 +173,17 @@ def test_zero_marks_change_nothing(impl: object, data: st.DataObject) -> None:
     never-written RAM uncopied ends with the same RAM and the same states as the plain
     walk, whichever pages were written, with zeros among them."""
     _, ind, words, chunk = data.draw(_lists())
+    lo = data.draw(st.integers(0, 72))
+    where = [BASE + lo * 4096, BASE + data.draw(st.integers(lo, 80)) * 4096]
     written = data.draw(st.lists(st.integers(0, NPAGES - 1), unique=True, max_size=40))
     pages = {p: data.draw(st.sampled_from([b"\0" * 4096, bytes([p + 1]) * 4096,
                                            b"\0" * 4095 + b"\1"])) for p in written}
     plain, head = _fresh_ram(pages, words, ind)
     marked, head2 = _fresh_ram(pages, words, ind)
-    if marked.walk_marks() is None:
+    if marked.walk_marks(where) is None:
         pytest.skip("no /proc/self/pagemap here")
     assert head == head2
-    assert _mark_walk(impl, marked, head, chunk, True) == \
+    assert _mark_walk(impl, marked, head, chunk, True, where) == \
         _mark_walk(impl, plain, head, chunk, False)
     assert marked.buf[:] == plain.buf[:]
 
@@ -193,7 +195,7 @@ def test_zero_page_onto_unwritten_ram_is_not_copied(impl: object) -> None:
     one of zeros, is copied."""
     words = [_phys(8) | 0x1] + [_phys(3) | 0x8] * 6 + [_phys(4) | 0x8, _phys(5) | 0x8]
     physmem, head = _fresh_ram({4: b"\0" * 4096, 5: b"\7" * 4096}, words, [0])
-    if physmem.walk_marks() is None:
+    if physmem.walk_marks([BASE, BASE + 80 * 4096]) is None:
         pytest.skip("no /proc/self/pagemap here")
     res = _mark_walk(impl, physmem, head, 100, True)
     assert res[-1][0] == 0 and res[-1][3] == 8          # every SOURCE counted as copied
@@ -201,3 +203,17 @@ def test_zero_page_onto_unwritten_ram_is_not_copied(impl: object) -> None:
     assert physmem.written_runs(off, 8 * 4096) == [(off + 6 * 4096, 2 * 4096)]
     assert physmem.buf[off:off + 7 * 4096] == bytes(7 * 4096)
     assert physmem.buf[off + 7 * 4096:off + 8 * 4096] == b"\7" * 4096
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_page_outside_where_is_copied(impl: object) -> None:
+    """K16.3 [model]: only destinations inside ``where`` are candidates: the same zero
+    pages copied to a destination outside it are written as usual."""
+    words = [_phys(8) | 0x1] + [_phys(3) | 0x8] * 4 + [_phys(5) | 0x8] * 4
+    physmem, head = _fresh_ram({}, words, [0])
+    if physmem.walk_marks([BASE, BASE + 4096]) is None:
+        pytest.skip("no /proc/self/pagemap here")
+    _mark_walk(impl, physmem, head, 100, True, [_phys(8) + 4 * 4096, _phys(8) + 8 * 4096])
+    off = 8 * 4096
+    assert physmem.written_runs(off, 8 * 4096) == [(off, 4 * 4096)]
+    assert physmem.buf[off:off + 8 * 4096] == bytes(8 * 4096)

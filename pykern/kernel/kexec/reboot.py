@@ -200,12 +200,20 @@ class _Walk:
         self.finished = False
         self.page_cap = m.physmem.size // 4096 + 1
         self.word_budget = m.physmem.size // 8 + 16
+        #: The destinations where a copy may find zeros on both sides: each copied
+        #: segment's pages past its buffer (``relocate_walk``'s ``zeros``).
+        self.tails: list[int] = []
+        if image.image_type != KEXEC_TYPE_CRASH:
+            for seg, block in zip(image.segments, image.segment_cma):
+                lo = seg.mem + -(-seg.bufsz // 4096) * 4096
+                if block is None and seg.mem + seg.memsz > lo:
+                    self.tails += (lo, seg.mem + seg.memsz)
 
     def prefault(self) -> None:
         """Map the destination pages the walk is about to write, in one host call per
         segment (:meth:`~pykern.mm.memory.PhysMem.prefault`): the copies then write pages the
         host already holds.  Only the pages of each segment's buffer: the rest are zeros,
-        which the walk does not copy onto never-written RAM (``walk_marks``)."""
+        which the walk does not copy onto never-written RAM (``walk_marks``, ``tails``)."""
         image, physmem = self.image, self.m.physmem
         if image.image_type == KEXEC_TYPE_CRASH:
             return
@@ -225,7 +233,7 @@ class _Walk:
                 return
             status, self.loc, self.dest, done, word = self.walker.relocate_walk(
                 self.m.ram, self.runs, self.image.head, self.loc, self.dest, budget,
-                self.word_budget, self.m.physmem.walk_marks())
+                self.word_budget, self.m.physmem.walk_marks(self.tails))
             result.hot_phase_pages += done
             result.hot_phase_ns += done * self.m.copy_ns
             if status == 0:
