@@ -21,7 +21,8 @@ from ...mm.memory import ZERO_BLOCK
 from ...mm.page import PG_reserved, Page
 from ...mm.page_alloc import __alloc_frozen_pages_noprof
 from .core_pages import (
-    LOAD_DONE, LOAD_NOMEM, LOAD_STOP, kimage_load_normal_pages, kimage_take_control_block,
+    LOAD_DONE, LOAD_NOMEM, LOAD_STOP, copy_highpages, kimage_load_normal_pages,
+    kimage_take_control_block,
 )
 from .uapi import (
     IND_DESTINATION, IND_DONE, IND_INDIRECTION, IND_SOURCE, KEXEC_TYPE_CRASH,
@@ -353,20 +354,11 @@ class _OwedPages:
 
     def flush(self) -> None:
         """Do the recorded copies, then write the recorded pages."""
-        ram, offset, memops = self.ram, self.offset, self.memops
-        copies = self.copies
-        n = len(copies)
-        k = 0
-        while k < n:
-            to, frm = copies[k]
-            e = k + 1
-            while e < n and copies[e][0] == to + ((e - k) << PAGE_SHIFT) \
-                    and copies[e][1] == frm + ((e - k) << PAGE_SHIFT):
-                e += 1
-            size = (e - k) << PAGE_SHIFT
-            memops.copy_range(ram, offset(to, size), ram, offset(frm, size), size)
-            k = e
-        copies.clear()
+        ram, offset = self.ram, self.offset
+        if self.copies:
+            copy_highpages(ram, self.copies, offset, self.memops.copy_range,
+                           self.physmem.prefault_write)
+            self.copies.clear()
         src, buf, bufsz = self.src, self.buf, self.bufsz
         n = len(src)
         k = 0
@@ -662,17 +654,13 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
     delta = physmem.offset(entry & PAGE_MASK, PAGE_SIZE) - (entry & PAGE_MASK) \
         if entry != HEAD else 0
     # While no allocation can be made to fail (fault injection's call trace names
-    # kimage_alloc_page and kimage_alloc_pages), the common case of each page runs in
-    # kimage_load_normal_pages (compiled in the compiled build); the rest here.
+    # kimage_alloc_page and kimage_alloc_pages), the pages whose entries fit the current
+    # indirection page are taken by kimage_load_normal_pages (compiled in the compiled
+    # build); the rest here.
     mm = m.kernel.mm
     fpa = mm.fail_page_alloc
     inline = fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending)
     firsts, reach, _, flags, base, limit_pfn, _ = ctx
-
-    def unsafe(addr: int, maddr: int) -> int | None:
-        page = _kimage_alloc_page_unsafe(m, image, addr, ctx)
-        return page if page is not None else kimage_alloc_page(m, image, gfp, maddr, ctx)
-
     maddr, end = seg.mem, seg.mem + seg.memsz
     try:
         while maddr < end:
@@ -680,7 +668,8 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
             if inline:
                 status, maddr, entry = kimage_load_normal_pages(
                     mm, gfp, maddr, end, entry, last, delta, ram, pack_two, flags, base,
-                    limit_pfn, firsts, reach, image._dest_set, dest_index, src, unsafe)
+                    limit_pfn, firsts, reach, image._dest_set, dest_index, src, image, owed,
+                    physmem.offset)
                 if status == LOAD_DONE:
                     break
             page = None if status == LOAD_NOMEM else \

@@ -12,15 +12,16 @@ code leaves no Python frames to name.
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_right
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...mm.page import PG_reserved
 from ...mm.page_alloc import PageAlloc, __alloc_frozen_pages_noprof, __free_pages
 
-__all__ = ["kimage_load_normal_pages", "kimage_take_control_block", "LOAD_DONE", "LOAD_STOP",
-           "LOAD_NOMEM"]
+__all__ = ["copy_highpages", "kimage_load_normal_pages", "kimage_take_control_block",
+           "LOAD_DONE", "LOAD_STOP", "LOAD_NOMEM"]
 
 LOAD_DONE = 0    #: every destination page of the range has its SOURCE entry
 LOAD_STOP = 1    #: the destination page returned needs the general path
@@ -28,6 +29,10 @@ LOAD_NOMEM = 2   #: the allocator had no page for the destination page returned
 
 _IND_SOURCE = 0x8
 _HEAD = -1       #: ``core.HEAD``: the entry is ``image.head``, not a word in RAM
+_WORD = struct.Struct("<Q")
+
+if TYPE_CHECKING:
+    from .core import KImage, _OwedPages
 
 
 def kimage_load_normal_pages(mm: PageAlloc, gfp: int, maddr: int, end: int, entry: int,
@@ -35,38 +40,61 @@ def kimage_load_normal_pages(mm: PageAlloc, gfp: int, maddr: int, end: int, entr
                              pack_two: Callable[[Any, int, int, int], None],
                              flags: bytearray, base: int, limit_pfn: int, firsts: list[int],
                              reach: list[int], dest_set: set[int], dest_index: dict[int, int],
-                             src: list[int], unsafe: Callable[[int, int], int | None],
-                             ) -> tuple[int, int, int]:
+                             src: list[int], image: KImage, owed: _OwedPages,
+                             offset: Callable[[int, int], int]) -> tuple[int, int, int]:
     """Take the SOURCE page of each destination page from ``maddr`` up to ``end`` and add
-    its entry, as kimage_load_normal_segment does, while each page is the common case:
-    its destination is not a page set aside earlier (``image._dest_set``), and the entry
-    and the zero word after it fit the current indirection page (``entry``, ``last``;
-    ``delta`` is the buffer offset minus the address there).
+    its entry, as kimage_load_normal_segment does, while the entry and the zero word after
+    it fit the current indirection page (``entry``, ``last``; ``delta`` is the buffer offset
+    minus the address there).
 
-    Each page is kimage_alloc_page's: kimage_alloc_pages (``alloc_pages`` with ``gfp``, less
-    its page handle, then PG_reserved in ``flags``), and a page at most ``limit_pfn`` that
-    is the destination itself or inside no segment (the ``firsts``/``reach`` bisection of
-    ``_destination_index``) is taken; any other page goes to ``unsafe(page, maddr)``, which
-    returns the page to use or None when no page could be had.  The entry is written into
-    ``ram`` with ``pack_two``, recorded in ``dest_index`` and the page appended to ``src``.
+    Each page is kimage_alloc_page's (K11): a destination set aside earlier
+    (``dest_set``, ``image.dest_pages_list``) is its own source; otherwise pages come from
+    kimage_alloc_pages (``alloc_pages`` with ``gfp``, less its page handle, then PG_reserved
+    in ``flags``) until one will do: a page above ``limit_pfn`` goes to
+    ``image.unusable_pages_list``; a page that is the destination itself or inside no
+    segment (the ``firsts``/``reach`` bisection of ``_destination_index``) is taken; a
+    page whose destination is already loaded (``dest_index``: where its SOURCE entry
+    sits, read through ``offset``) takes over that entry and those bytes
+    (``owed.copy_highpage``), and the old source page is taken; any other page is set
+    aside as a destination.  The entry is written into ``ram`` with ``pack_two``, recorded
+    in ``dest_index`` and the page appended to ``src``.
 
     Returns ``(status, maddr, entry)``: LOAD_DONE at ``end``; LOAD_STOP or LOAD_NOMEM at the
-    destination page the caller takes over, nothing taken for it."""
+    destination page the caller takes over (for LOAD_STOP nothing was taken for it)."""
     while maddr < end:
-        if maddr in dest_set or not (entry + 8 < last and entry != _HEAD):
+        if not (entry + 8 < last and entry != _HEAD):
             return LOAD_STOP, maddr, entry
-        got = __alloc_frozen_pages_noprof(mm, gfp, 0)
-        if got is None:
-            return LOAD_NOMEM, maddr, entry
-        pfn: int = got
-        flags[pfn - base] |= PG_reserved
-        addr = pfn << 12
-        if pfn > limit_pfn or addr != maddr and (
-                (k := bisect_right(firsts, addr + 0xFFF)) and addr <= reach[k - 1]):
-            page = unsafe(addr, maddr)
-            if page is None:
-                return LOAD_NOMEM, maddr, entry
-            addr = page
+        if maddr in dest_set:
+            dest_set.discard(maddr)
+            image.dest_pages_list.remove(maddr)
+            addr = maddr
+        else:
+            while True:
+                got = __alloc_frozen_pages_noprof(mm, gfp, 0)
+                if got is None:
+                    return LOAD_NOMEM, maddr, entry
+                pfn: int = got
+                flags[pfn - base] |= PG_reserved
+                addr = pfn << 12
+                if pfn > limit_pfn:
+                    image.unusable_pages_list.insert(0, addr)
+                    continue
+                if addr == maddr:
+                    break
+                k = bisect_right(firsts, addr + 0xFFF)
+                if not k or addr > reach[k - 1]:
+                    break
+                loc = dest_index.get(addr)
+                if loc is not None:
+                    # its destination is loaded: it takes over that SOURCE entry and bytes
+                    at = offset(loc, 8)
+                    word = _WORD.unpack_from(ram, at)[0]
+                    owed.copy_highpage(addr, word & ~0xFFF)
+                    _WORD.pack_into(ram, at, addr | (word & 0xFFF))
+                    addr = word & ~0xFFF
+                    break
+                image.dest_pages_list.insert(0, addr)
+                dest_set.add(addr)
         pack_two(ram, entry + delta, addr | _IND_SOURCE, 0)
         dest_index[maddr] = entry
         entry += 8
@@ -111,3 +139,24 @@ def kimage_take_control_block(mm: PageAlloc, gfp: int, order: int, limit_pfn: in
             flags[j] &= ~PG_reserved
         __free_pages(mm, pfn, order)
     return got
+
+
+def copy_highpages(ram: Any, copies: list[tuple[int, int]], offset: Callable[[int, int], int],
+                   copy_range: Callable[[Any, int, Any, int, int], None],
+                   prefault_write: Callable[[int, int], None]) -> None:
+    """``copy_highpage`` of each ``(destination page, page copied from)`` of ``copies``, in
+    order (K11.7, the copies a load's ``_OwedPages`` recorded), one ``copy_range`` per run
+    of pairs that both advance a page at a time (``offset``: RAM address to buffer
+    offset; ``prefault_write``: :meth:`pykern.mm.memory.PhysMem.prefault_write`)."""
+    n = len(copies)
+    k = 0
+    while k < n:
+        to, frm = copies[k]
+        e = k + 1
+        while e < n and copies[e][0] == to + ((e - k) << 12) \
+                and copies[e][1] == frm + ((e - k) << 12):
+            e += 1
+        size = (e - k) << 12
+        prefault_write(to, size)
+        copy_range(ram, offset(to, size), ram, offset(frm, size), size)
+        k = e

@@ -129,8 +129,9 @@ def test_k12_5_crash_segment_tail_is_zeroed_over_stale_bytes(arch: str) -> None:
 def test_k11_inline_page_taking_leaves_what_kimage_alloc_page_leaves(index: int,
                                                                       no_cma: bool) -> None:
     """K9.2, K11, K12.2: while no allocation can be made to fail, kimage_load_normal_segment
-    takes its source pages with kimage_load_normal_pages (kimage_alloc_page's common case),
-    and kimage_alloc_normal_control_pages its blocks with kimage_take_control_block (both
+    takes its source pages with kimage_load_normal_pages (kimage_alloc_page's loop: pages
+    set aside, above the limit, swapped with a loaded destination), and
+    kimage_alloc_normal_control_pages its blocks with kimage_take_control_block (both
     compiled in the compiled build, from core_pages.py).  A twin
     machine with a fail-nth pending too far off to fire takes them through
     kimage_alloc_page and kimage_alloc_pages, call by call; over fuzz cases (collisions with destinations,
