@@ -91,8 +91,12 @@ class KImage:
     cma_nr_pages: list[int] = field(default_factory=list)
     #: (phys, order) of every control block, list head first.
     control_pages_list: list[tuple[int, int]] = field(default_factory=list)
-    dest_pages_list: list[int] = field(default_factory=list)
-    unusable_pages_list: list[int] = field(default_factory=list)
+    #: ``image->dest_pages`` and ``image->unusable_pages`` (K11) in the order the pages were
+    #: added, the list's tail first (a list_add puts each at the head): the dict removes any
+    #: page in O(1), the list only ever grows at the end (:attr:`dest_pages` and
+    #: :attr:`unusable_pages` read them head first).
+    dest_pages_added: dict[int, None] = field(default_factory=dict)
+    unusable_pages_added: list[int] = field(default_factory=list)
     entry: int = HEAD
     last_entry: int = HEAD
     control_code_page: int | None = None
@@ -103,7 +107,6 @@ class KImage:
     reference_tails: list[bytes | None] = field(default_factory=list)
     _m: Machine | None = None
     _dest_index: dict[int, int] = field(default_factory=dict)
-    _dest_set: set[int] = field(default_factory=set)
     #: The segments' :func:`_destination_index` lists, kept by sanity_check_segment_list.
     _dest_ranges: tuple[list[int], list[int]] | None = field(
         default=None, init=False, repr=False, compare=False)
@@ -124,11 +127,11 @@ class KImage:
 
     @property
     def dest_pages(self) -> list[int]:
-        return list(self.dest_pages_list)
+        return list(reversed(self.dest_pages_added))
 
     @property
     def unusable_pages(self) -> list[int]:
-        return list(self.unusable_pages_list)
+        return self.unusable_pages_added[::-1]
 
     def reference(self, idx: int) -> bytes:
         """What segment ``idx`` must hold once the next kernel runs (K16.11)."""
@@ -528,9 +531,8 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
     ``ctx`` is the image's :func:`_alloc_context`, passed by a caller that asks for many
     pages (taken here when omitted).  [model] ``kimage_dst_used`` is a dict lookup
     (``image._dest_index``, K11.10) instead of a walk of the entry list."""
-    if destination in image._dest_set:
-        image._dest_set.discard(destination)
-        image.dest_pages_list.remove(destination)
+    if destination in image.dest_pages_added:
+        del image.dest_pages_added[destination]
         return destination
     if ctx is None:
         ctx = _alloc_context(m, image)
@@ -558,7 +560,7 @@ def _kimage_alloc_page_unsafe(m: Machine, image: KImage, addr: int,
     is above the source limit or inside a segment's destination (and not the one asked
     for): the page to return, or None to allocate another."""
     if addr >> PAGE_SHIFT > ctx[5]:
-        image.unusable_pages_list.insert(0, addr)
+        image.unusable_pages_added.append(addr)
         return None
     loc = image._dest_index.get(addr)
     if loc is not None:
@@ -576,8 +578,7 @@ def _kimage_alloc_page_unsafe(m: Machine, image: KImage, addr: int,
             physmem.copy(addr, old, PAGE_SIZE)   # copy_highpage
         _WORD.pack_into(ram, off, addr | (word & ~PAGE_MASK))
         return old
-    image.dest_pages_list.insert(0, addr)
-    image._dest_set.add(addr)
+    image.dest_pages_added[addr] = None
     return None
 
 
@@ -668,8 +669,8 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
             if inline:
                 status, maddr, entry = kimage_load_normal_pages(
                     mm, gfp, maddr, end, entry, last, delta, ram, pack_two, flags, base,
-                    limit_pfn, firsts, reach, image._dest_set, dest_index, src, image, owed,
-                    physmem.offset)
+                    limit_pfn, firsts, reach, image.dest_pages_added, dest_index, src,
+                    image.unusable_pages_added, owed, physmem.offset)
                 if status == LOAD_DONE:
                     break
             page = None if status == LOAD_NOMEM else \
@@ -798,13 +799,12 @@ def kimage_free(m: Machine, image: KImage | None) -> None:
     """``kimage_free`` (K14.1): give back every page the image holds."""
     if image is None:
         return
-    for addr in image.dest_pages_list:
+    for addr in reversed(image.dest_pages_added):           # the list, head first
         kimage_free_pages(m, addr, 0)
-    image.dest_pages_list.clear()
-    image._dest_set.clear()
-    for addr in image.unusable_pages_list:
+    image.dest_pages_added.clear()
+    for addr in reversed(image.unusable_pages_added):
         kimage_free_pages(m, addr, 0)
-    image.unusable_pages_list.clear()
+    image.unusable_pages_added.clear()
     mm = m.kernel.mm
     free, flags, base = mm.free_pages, mm.mem_map.flags, mm.mem_map.base_pfn
     ind = 0

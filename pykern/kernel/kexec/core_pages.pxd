@@ -5,13 +5,15 @@ from pykern.mm.page_alloc cimport PageAlloc, __alloc_frozen_pages_noprof, __free
 
 cdef Py_ssize_t PG_reserved, _IND_SOURCE, _HEAD
 
-@cython.locals(pfn=Py_ssize_t, addr=Py_ssize_t, k=Py_ssize_t, at=Py_ssize_t)
+@cython.locals(pfn=Py_ssize_t, addr=Py_ssize_t, k=Py_ssize_t, at=Py_ssize_t, old=Py_ssize_t,
+               seg_mem=Py_ssize_t, first=Py_ssize_t, j=Py_ssize_t, copies=list)
 cpdef tuple kimage_load_normal_pages(PageAlloc mm, Py_ssize_t gfp, Py_ssize_t maddr,
                                      Py_ssize_t end, Py_ssize_t entry, Py_ssize_t last,
                                      Py_ssize_t delta, object ram, object pack_two,
                                      bytearray flags, Py_ssize_t base, Py_ssize_t limit_pfn,
-                                     list firsts, list reach, set dest_set, dict dest_index,
-                                     list src, object image, object owed, object offset)
+                                     list firsts, list reach, dict dest_pages,
+                                     dict dest_index, list src, list unusable_pages,
+                                     object owed, object offset)
 
 @cython.locals(count=Py_ssize_t, pfn=Py_ssize_t, addr=Py_ssize_t, k=Py_ssize_t, j=Py_ssize_t,
                extra=list)

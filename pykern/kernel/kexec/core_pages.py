@@ -32,26 +32,28 @@ _HEAD = -1       #: ``core.HEAD``: the entry is ``image.head``, not a word in RA
 _WORD = struct.Struct("<Q")
 
 if TYPE_CHECKING:
-    from .core import KImage, _OwedPages
+    from .core import _OwedPages
 
 
 def kimage_load_normal_pages(mm: PageAlloc, gfp: int, maddr: int, end: int, entry: int,
                              last: int, delta: int, ram: Any,
                              pack_two: Callable[[Any, int, int, int], None],
                              flags: bytearray, base: int, limit_pfn: int, firsts: list[int],
-                             reach: list[int], dest_set: set[int], dest_index: dict[int, int],
-                             src: list[int], image: KImage, owed: _OwedPages,
+                             reach: list[int], dest_pages: dict[int, None],
+                             dest_index: dict[int, int], src: list[int],
+                             unusable_pages: list[int], owed: _OwedPages,
                              offset: Callable[[int, int], int]) -> tuple[int, int, int]:
     """Take the SOURCE page of each destination page from ``maddr`` up to ``end`` and add
     its entry, as kimage_load_normal_segment does, while the entry and the zero word after
     it fit the current indirection page (``entry``, ``last``; ``delta`` is the buffer offset
     minus the address there).
 
-    Each page is kimage_alloc_page's (K11): a destination set aside earlier
-    (``dest_set``, ``image.dest_pages_list``) is its own source; otherwise pages come from
+    Each page is kimage_alloc_page's (K11): a destination set aside earlier (in
+    ``dest_pages``, ``image.dest_pages_added``) is its own source; otherwise pages come from
     kimage_alloc_pages (``alloc_pages`` with ``gfp``, less its page handle, then PG_reserved
     in ``flags``) until one will do: a page above ``limit_pfn`` goes to
-    ``image.unusable_pages_list``; a page that is the destination itself or inside no
+    ``unusable_pages`` (``image.unusable_pages_added``); a page that is the destination
+    itself or inside no
     segment (the ``firsts``/``reach`` bisection of ``_destination_index``) is taken; a
     page whose destination is already loaded (``dest_index``: where its SOURCE entry
     sits, read through ``offset``) takes over that entry and those bytes
@@ -61,12 +63,12 @@ def kimage_load_normal_pages(mm: PageAlloc, gfp: int, maddr: int, end: int, entr
 
     Returns ``(status, maddr, entry)``: LOAD_DONE at ``end``; LOAD_STOP or LOAD_NOMEM at the
     destination page the caller takes over (for LOAD_STOP nothing was taken for it)."""
+    seg_mem, first, copies = owed.mem, owed.first, owed.copies
     while maddr < end:
         if not (entry + 8 < last and entry != _HEAD):
             return LOAD_STOP, maddr, entry
-        if maddr in dest_set:
-            dest_set.discard(maddr)
-            image.dest_pages_list.remove(maddr)
+        if maddr in dest_pages:
+            del dest_pages[maddr]
             addr = maddr
         else:
             while True:
@@ -77,7 +79,7 @@ def kimage_load_normal_pages(mm: PageAlloc, gfp: int, maddr: int, end: int, entr
                 flags[pfn - base] |= PG_reserved
                 addr = pfn << 12
                 if pfn > limit_pfn:
-                    image.unusable_pages_list.insert(0, addr)
+                    unusable_pages.append(addr)
                     continue
                 if addr == maddr:
                     break
@@ -89,12 +91,18 @@ def kimage_load_normal_pages(mm: PageAlloc, gfp: int, maddr: int, end: int, entr
                     # its destination is loaded: it takes over that SOURCE entry and bytes
                     at = offset(loc, 8)
                     word = _WORD.unpack_from(ram, at)[0]
-                    owed.copy_highpage(addr, word & ~0xFFF)
+                    old = word & ~0xFFF
+                    # owed.copy_highpage(addr, old), inline: a page still owed gets its
+                    # bytes written in place, else the copy is recorded
+                    j = ((addr - seg_mem) >> 12) - first
+                    if 0 <= j < len(src) and src[j] == old:
+                        src[j] = addr
+                    else:
+                        copies.append((addr, old))
                     _WORD.pack_into(ram, at, addr | (word & 0xFFF))
-                    addr = word & ~0xFFF
+                    addr = old
                     break
-                image.dest_pages_list.insert(0, addr)
-                dest_set.add(addr)
+                dest_pages[addr] = None
         pack_two(ram, entry + delta, addr | _IND_SOURCE, 0)
         dest_index[maddr] = entry
         entry += 8
