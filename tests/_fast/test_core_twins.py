@@ -165,9 +165,13 @@ def test_compiled_module_list_matches_setup_py() -> None:
 @pytest.mark.skipif(fast.NO_EXTENSIONS or not fast.COMPILED,
                     reason="the pure build: nothing is compiled")
 def test_compiled_build_runs_the_compiled_core() -> None:
-    """In the compiled build the allocator core is the compiled module."""
+    """In the compiled build the allocator core, and every other module of PURE_MODULES
+    (the load's page loop), is the compiled module."""
     assert fast.CORE_COMPILED
     assert not inspect.isfunction(running.__dict__["__rmqueue_smallest"])
+    import pykern.kernel.kexec.core_pages as core_pages
+    assert not str(core_pages.__file__).endswith(".py")
+    assert not inspect.isfunction(core_pages.kimage_load_normal_pages)
 
 
 def test_snapshot_saved_by_one_build_restores_in_the_other(tmp_path: Path) -> None:
