@@ -19,7 +19,6 @@ from ...constants import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from ...mm import gfp as G
 from ...mm.memory import ZERO_BLOCK
 from ...mm.page import PG_reserved, Page
-from ...mm.page_alloc import __alloc_frozen_pages_noprof
 from .core_pages import (
     LOAD_DONE, LOAD_NOMEM, LOAD_STOP, copy_highpages, kimage_load_normal_pages,
     kimage_take_control_block,
@@ -536,50 +535,37 @@ def kimage_alloc_page(m: Machine, image: KImage, gfp: int, destination: int,
         return destination
     if ctx is None:
         ctx = _alloc_context(m, image)
-    firsts, reach, _, _, _, limit_pfn, _ = ctx
+    firsts, reach, _, _, _, limit_pfn, owed = ctx
     while True:
         addr = kimage_alloc_pages(m, gfp, 0, ctx)
         if addr is None:
             return None
-        if addr >> PAGE_SHIFT <= limit_pfn:
-            if addr == destination:
-                return addr
-            # kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1), inline (a
-            # bisection of the _destination_index lists)
-            k = bisect_right(firsts, addr + _PAGE_LAST)
-            if not k or addr > reach[k - 1]:
-                return addr
-        page = _kimage_alloc_page_unsafe(m, image, addr, ctx)
-        if page is not None:
-            return page
-
-
-def _kimage_alloc_page_unsafe(m: Machine, image: KImage, addr: int,
-                              ctx: _AllocContext) -> int | None:
-    """The rest of :func:`kimage_alloc_page`'s loop for a page ``addr`` just allocated that
-    is above the source limit or inside a segment's destination (and not the one asked
-    for): the page to return, or None to allocate another."""
-    if addr >> PAGE_SHIFT > ctx[5]:
-        image.unusable_pages_added.append(addr)
-        return None
-    loc = image._dest_index.get(addr)
-    if loc is not None:
-        # Its destination is loaded: the page takes over that SOURCE page's bytes and
-        # entry, and the old source page is handed out instead.
-        physmem = m.physmem
-        ram = physmem.buf
-        off = physmem.offset(loc, 8)
-        word: int = _WORD.unpack_from(ram, off)[0]
-        old = word & PAGE_MASK
-        owed = ctx[6]
-        if owed is not None:
-            owed.copy_highpage(addr, old)       # done with the load's next flush
-        else:
-            physmem.copy(addr, old, PAGE_SIZE)   # copy_highpage
-        _WORD.pack_into(ram, off, addr | (word & ~PAGE_MASK))
-        return old
-    image.dest_pages_added[addr] = None
-    return None
+        if addr >> PAGE_SHIFT > limit_pfn:
+            image.unusable_pages_added.append(addr)
+            continue
+        if addr == destination:
+            return addr
+        # kimage_is_destination_range(image, addr, addr + PAGE_SIZE - 1), inline (a
+        # bisection of the _destination_index lists)
+        k = bisect_right(firsts, addr + _PAGE_LAST)
+        if not k or addr > reach[k - 1]:
+            return addr
+        loc = image._dest_index.get(addr)
+        if loc is not None:
+            # Its destination is loaded: the page takes over that SOURCE page's bytes and
+            # entry, and the old source page is handed out instead.
+            physmem = m.physmem
+            ram = physmem.buf
+            off = physmem.offset(loc, 8)
+            word: int = _WORD.unpack_from(ram, off)[0]
+            old = word & PAGE_MASK
+            if owed is not None:
+                owed.copy_highpage(addr, old)       # done with the load's next flush
+            else:
+                physmem.copy(addr, old, PAGE_SIZE)   # copy_highpage
+            _WORD.pack_into(ram, off, addr | (word & ~PAGE_MASK))
+            return old
+        image.dest_pages_added[addr] = None
 
 
 # -------------------------------------------------------------------- entries

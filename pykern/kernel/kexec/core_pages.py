@@ -1,13 +1,15 @@
-"""The common case of ``kimage_load_normal_segment``'s loop over destination pages and the
-loop of ``kimage_alloc_normal_control_pages`` (``kernel/kexec_core.c``; K9.2, K11, K12.2), in
-a module of its own: the compiled build compiles it
-from this source (Cython's pure-Python mode, ``core_pages.pxd`` beside it giving C types; see
+"""The page loops of a kexec load (``kernel/kexec_core.c``; K9.2, K11, K11.7, K12.2) in a
+module of their own: ``kimage_load_normal_segment``'s loop over destination pages with
+``kimage_alloc_page`` inside it, the loop of ``kimage_alloc_normal_control_pages``, and the
+load's recorded ``copy_highpage`` runs.  The compiled build compiles this source (Cython's
+pure-Python mode, ``core_pages.pxd`` beside it giving C types; see
 :data:`pykern._fast.PURE_MODULES`), while :mod:`pykern.kernel.kexec.core` stays plain Python.
 
 :func:`kimage_load_normal_pages` and :func:`kimage_take_control_block` run only while no
-allocation can be made to fail: fault
-injection's call trace names ``kimage_alloc_page`` and ``kimage_alloc_pages``, and compiled
-code leaves no Python frames to name.
+allocation can be made to fail: fault injection's call trace names ``kimage_alloc_page`` and
+``kimage_alloc_pages``, and compiled code leaves no Python frames to name, so with fault
+injection armed the load takes those functions in ``core.py`` instead (a differential test
+holds both ways together).
 """
 
 from __future__ import annotations
