@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .cma import Cma
@@ -21,6 +22,17 @@ def _area(m: Machine, name: str) -> Cma | None:
 
 
 
+#: The one-number files of an area's directory, each computed only when read (``maxchunk``
+#: scans the bitmap).
+_AREA_FILES: dict[str, Callable[[Cma], int]] = {
+    "count": lambda cma: cma.count,
+    "used": lambda cma: cma.count - cma.available_count,
+    "maxchunk": lambda cma: cma.maxchunk(),
+    "order_per_bit": lambda cma: cma.order_per_bit,
+    "base_pfn": lambda cma: cma.base_pfn,
+}
+
+
 def cma_debugfs_read(m: Machine, rest: str) -> str | None:
     """``/sys/kernel/debug/cma/<name>/<file>`` (``rest`` is ``<name>/<file>``)."""
     parts = rest.split("/")
@@ -30,15 +42,9 @@ def cma_debugfs_read(m: Machine, rest: str) -> str | None:
     if cma is None:
         return None
     fname = "/".join(parts[1:])
-    values = {
-        "count": cma.count,
-        "used": cma.count - cma.available_count,
-        "maxchunk": cma.maxchunk(),
-        "order_per_bit": cma.order_per_bit,
-        "base_pfn": cma.base_pfn,
-    }
-    if fname in values:
-        return f"{values[fname]}\n"
+    value = _AREA_FILES.get(fname)
+    if value is not None:
+        return f"{value(cma)}\n"
     if fname == "bitmap":
         fname = "ranges/0/bitmap"
     if fname.startswith("ranges/"):
