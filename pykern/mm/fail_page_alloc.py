@@ -67,6 +67,12 @@ class FailPageAlloc:
         if setup is not None:               # setup_fail_page_alloc
             setup_fault_attr(self.attr, setup)
 
+    @property
+    def armed(self) -> bool:
+        """Can any allocation fail now?  Only with a probability set or a task's fail-nth
+        pending (the allocator's fast path makes this test inline)."""
+        return bool(self.attr.probability or self.fi.nth_pending)
+
 
 def __should_fail_alloc_page(fpa: FailPageAlloc, gfp: int, order: int) -> bool:
     """``__should_fail_alloc_page``: the filters, then ``should_fail_ex`` with

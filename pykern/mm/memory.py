@@ -227,8 +227,10 @@ class PhysMem:
         (flat ``[lo, hi)`` address pairs): the pagemap descriptor, the host page of the
         buffer's first byte, one unknown mark per 4 KiB of RAM and ``where``; None when
         ``where`` is empty, the pagemap cannot be read or host pages are not 4 KiB."""
-        fd = _pagemap_fd() if self._vaddr is not None and _HOST_PAGE == 4096 else -1
-        if fd < 0 or self._vaddr is None or len(where) < 2:
+        if len(where) < 2 or self._vaddr is None or _HOST_PAGE != 4096:
+            return None
+        fd = _pagemap_fd()
+        if fd < 0:
             return None
         return (fd, self._vaddr // 4096, bytearray(b"\x02") * (len(self.buf) // 4096 + 1),
                 where)

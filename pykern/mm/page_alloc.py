@@ -985,8 +985,7 @@ def __alloc_frozen_pages_noprof(mm: PageAlloc, gfp: int, order: int) -> int | No
         if cached is None:
             cached = params[gfp] = (gfp_zone(gfp), gfp_migratetype(gfp))
     fpa = mm.fail_page_alloc            # prepare_alloc_pages: should_fail_alloc_page
-    # Can any allocation fail now?  Only with a probability set or a task's fail-nth
-    # pending; tested here, before the call, as the fast path of every allocation.
+    # fpa.armed, inline: the fast path of every allocation
     if (fpa is not None and (fpa.attr.probability or fpa.fi.nth_pending)
             and __should_fail_alloc_page(fpa, gfp, order)):
         return None

@@ -445,7 +445,7 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int,
     firsts, reach, _, flags, base, _, _ = ctx
     mm = m.kernel.mm
     fpa = mm.fail_page_alloc
-    if fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending):
+    if fpa is None or not fpa.armed:
         # While no allocation can be made to fail (fault injection's call trace names
         # kimage_alloc_pages), the loop below is kimage_take_control_block (compiled in
         # the compiled build).
@@ -470,20 +470,8 @@ def kimage_alloc_normal_control_pages(m: Machine, image: KImage, order: int,
         got = addr
         image.control_pages_list.insert(0, (addr, order))
         break
-    if not extra:
-        return got
-    # kimage_free_page_list: the list is head-inserted, so the last block set aside goes
-    # back first; each block through kimage_free_pages, inline
-    free = m.kernel.mm.free_pages
-    for addr in reversed(extra):
-        pfn = addr >> PAGE_SHIFT
-        i = pfn - base
-        if order == 0:
-            flags[i] &= _NOT_RESERVED
-        else:
-            for j in range(i, i + count):
-                flags[j] &= _NOT_RESERVED
-        free(pfn, order)
+    for addr in reversed(extra):    # kimage_free_page_list: the last set aside goes first
+        kimage_free_pages(m, addr, order)
     return got
 
 
@@ -646,7 +634,7 @@ def kimage_load_normal_segment(m: Machine, image: KImage, idx: int) -> None:
     # build); the rest here.
     mm = m.kernel.mm
     fpa = mm.fail_page_alloc
-    inline = fpa is None or not (fpa.attr.probability or fpa.fi.nth_pending)
+    inline = fpa is None or not fpa.armed
     firsts, reach, _, flags, base, limit_pfn, _ = ctx
     maddr, end = seg.mem, seg.mem + seg.memsz
     try:

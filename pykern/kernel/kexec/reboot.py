@@ -200,27 +200,28 @@ class _Walk:
         self.finished = False
         self.page_cap = m.physmem.size // 4096 + 1
         self.word_budget = m.physmem.size // 8 + 16
-        #: The destinations where a copy may find zeros on both sides: each copied
-        #: segment's pages past its buffer (``relocate_walk``'s ``zeros``).
-        self.tails: list[int] = []
+        #: Each segment the walk copies, as (its first byte, the end of its buffer's pages,
+        #: its end).
+        self.copied: list[tuple[int, int, int]] = []
         if image.image_type != KEXEC_TYPE_CRASH:
             for seg, block in zip(image.segments, image.segment_cma):
-                lo = seg.mem + -(-seg.bufsz // 4096) * 4096
-                if block is None and seg.mem + seg.memsz > lo:
-                    self.tails += (lo, seg.mem + seg.memsz)
+                if block is None:
+                    end = seg.mem + seg.memsz
+                    body = min(end, seg.mem + -(-seg.bufsz // 4096) * 4096)
+                    self.copied.append((seg.mem, body, end))
+        #: The destinations where a copy may find zeros on both sides: each copied
+        #: segment's pages past its buffer (``relocate_walk``'s ``zeros``).
+        self.tails = [v for _, body, end in self.copied if end > body for v in (body, end)]
 
     def prefault(self) -> None:
         """Map the destination pages the walk is about to write, in one host call per
         segment (:meth:`~pykern.mm.memory.PhysMem.prefault`): the copies then write pages the
         host already holds.  Only the pages of each segment's buffer: the rest are zeros,
         which the walk does not copy onto never-written RAM (``walk_marks``, ``tails``)."""
-        image, physmem = self.image, self.m.physmem
-        if image.image_type == KEXEC_TYPE_CRASH:
-            return
-        for seg, block in zip(image.segments, image.segment_cma):
-            n = min(seg.memsz, -(-seg.bufsz // 4096) * 4096)
-            if block is None and n > 0 and physmem.is_ram(seg.mem, n):
-                physmem.prefault(seg.mem, n)
+        physmem = self.m.physmem
+        for mem, body, _ in self.copied:
+            if body > mem and physmem.is_ram(mem, body - mem):
+                physmem.prefault(mem, body - mem)
 
     def copy_until(self, pages: int | None) -> None:
         """Copy until ``pages`` SOURCE entries are done in total (None: to the end)."""
